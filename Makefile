@@ -1,0 +1,60 @@
+# The course's task runner. `make lab` and `make test` are the two commands a newcomer needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 8888
+# nbgrader reads its configuration from autograder/ (see autograder/nbgrader_config.py).
+export JUPYTER_CONFIG_DIR := $(CURDIR)/autograder
+
+.PHONY: lab test lint format release check grade benchmark lock clean
+
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11 or newer is needed; found " + sys.version.split()[0])'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e .
+	touch $@
+
+## Open the course in JupyterLab (installs everything the first time).
+lab: $(STAMP)
+	$(BIN)/jupyter lab --port $(PORT) $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/00-welcome/00-welcome.ipynb
+
+## Run the whole test suite (installs everything the first time).
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## Regenerate the student copies in notebooks/ from solutions/.
+release: $(STAMP)
+	$(BIN)/autograder release
+
+## Check one notebook against the hidden tests: make check NB=notebooks/01-waiting/01-waiting.ipynb
+check: $(STAMP)
+	$(BIN)/autograder check $(NB)
+
+## Grade a folder of submissions: make grade SUBMISSIONS=path OUT=path
+grade: $(STAMP)
+	$(BIN)/autograder grade $(SUBMISSIONS) --out $(OUT)
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/grading_speed.py
+
+## Re-pin every installed package after changing pyproject.toml.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --disable-pip-version-check -e .
+	{ echo "# Every package the course installs, pinned (pip constraints). Regenerate with 'make lock'."; \
+	  .lock-venv/bin/pip freeze --exclude-editable; } > requirements.lock
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .grading .pytest_cache .ruff_cache

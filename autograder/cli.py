@@ -1,0 +1,219 @@
+"""The grader's command line: ``autograder release | grade | check`` (also ``python -m autograder``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from autograder import course
+from autograder.course import Assignment, UserError
+
+# Heavy imports (nbgrader, nbclient, nbconvert) happen inside the commands, so that
+# `--help` and input errors answer at once.
+
+
+def _limits(args: argparse.Namespace):
+    from autograder.execute import Limits
+
+    return Limits(
+        cell_seconds=args.cell_timeout,
+        notebook_seconds=args.time_limit,
+        memory_bytes=int(args.memory * 1024**3),
+    )
+
+
+def _notebook(path_text: str) -> Path:
+    path = Path(path_text)
+    if not path.exists():
+        raise UserError(f"no such file: {path}")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give the path of a notebook (.ipynb)")
+    if path.suffix != ".ipynb":
+        raise UserError(f"{path} is not a notebook (expected a .ipynb file)")
+    return path
+
+
+def _assignment_of(path: Path) -> Assignment:
+    """The assignment a notebook belongs to, by file name, else by folder name."""
+    known = course.assignments()
+    for name in (path.stem, path.parent.name):
+        if name in known:
+            return known[name]
+    raise UserError(
+        f"cannot tell which assignment {path.name} belongs to; name it like its assignment "
+        f"({', '.join(known)})"
+    )
+
+
+# --------------------------------------------------------------------------- release
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from autograder.release import release
+
+    ids = args.assignments or list(course.assignments())
+    for assignment_id in ids:
+        path = release(course.assignment(assignment_id))
+        print(f"released {path.relative_to(course.ROOT)}")
+    return 0
+
+
+# --------------------------------------------------------------------------- grade
+
+
+def find_submissions(root: Path) -> tuple[list, list[str]]:
+    """(student, assignment, notebook) for every ``root/<student>/<assignment>/``.
+
+    Returns the submissions and a list of warnings for folders that are not gradable.
+    """
+    from autograder.grading import Submission
+
+    known = course.assignments()
+    found, warnings = [], []
+    for student_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for folder in sorted(p for p in student_dir.iterdir() if p.is_dir()):
+            if folder.name not in known:
+                warnings.append(f"skipped {folder}: no assignment called {folder.name!r}")
+                continue
+            assignment = known[folder.name]
+            notebooks = sorted(folder.glob("*.ipynb"))
+            preferred = folder / f"{assignment.id}.ipynb"
+            chosen = preferred if preferred in notebooks else (notebooks[0] if notebooks else None)
+            found.append(Submission(student_dir.name, assignment, chosen or preferred))
+    return found, warnings
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    root = Path(args.submissions)
+    if not root.is_dir():
+        raise UserError(f"no such folder: {root} (expected SUBMISSIONS/<student>/<assignment>/)")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+    subs, warnings = find_submissions(root)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if not subs:
+        raise UserError(f"no submissions found under {root} (expected <student>/<assignment>/)")
+
+    from autograder.grading import SourceCopies, grade_many
+    from autograder.reports import summary_line, write_feedback, write_grades
+
+    copies = {s.assignment.id: SourceCopies.load(s.assignment) for s in subs}
+    results = []
+    for graded in grade_many(subs, copies, _limits(args), workers=args.workers):
+        write_feedback(graded, out)
+        graded.notebook = None  # feedback is written; free the memory
+        results.append(graded)
+        print(
+            f"{graded.student:>20}  {graded.assignment:<22} "
+            f"{graded.score:g}/{graded.max_score:g}  ({graded.seconds:.1f} s)",
+            flush=True,
+        )
+    write_grades(results, out)
+    print(f"{summary_line(results)}; wrote {out / 'grades.csv'}")
+    return 0
+
+
+# --------------------------------------------------------------------------- check
+
+
+def _hint_state() -> dict[str, int]:
+    path = course.WORK / "hints.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_hint_state(state: dict[str, int]) -> None:
+    course.WORK.mkdir(exist_ok=True)
+    (course.WORK / "hints.json").write_text(json.dumps(state))
+
+
+def next_hint(assignment: Assignment, advance: bool) -> str:
+    """The first hint, or (with ``advance``) the one after the last shown."""
+    state = _hint_state()
+    shown = state.get(assignment.id, 0)
+    index = min(shown, len(assignment.hints) - 1) if advance else 0
+    state[assignment.id] = max(shown, index + 1)
+    _save_hint_state(state)
+    return f"Hint {index + 1} of {len(assignment.hints)}: {assignment.hints[index]}"
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    path = _notebook(args.notebook)
+    assignment = _assignment_of(path)
+    from autograder.grading import SourceCopies, Submission, grade_many
+    from autograder.reports import table
+
+    sub = Submission("you", assignment, path)
+    copies = {assignment.id: SourceCopies.load(assignment)}
+    print(f"Checking {path} against the hidden tests of {assignment.id}: {assignment.title}")
+    (graded,) = grade_many([sub], copies, _limits(args), workers=1)
+    print(table(graded))
+    full = graded.score == graded.max_score
+    if full:
+        print("\nFull marks. Well done!")
+    elif assignment.hints:
+        print("\n" + next_hint(assignment, advance=args.hint))
+        if not args.hint:
+            print("(Run again with --hint for the next hint.)")
+    return 0 if full else 1
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autograder", description="Release, grade and check the Concurrent Burgers course."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("release", help="regenerate notebooks/ from solutions/")
+    p.add_argument("assignments", nargs="*", help="assignment ids (default: all)")
+    p.set_defaults(run=cmd_release)
+
+    def limits(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--cell-timeout", type=float, default=20.0, metavar="SECONDS",
+                       help="longest a single cell may run (default 20)")
+        p.add_argument("--time-limit", type=float, default=180.0, metavar="SECONDS",
+                       help="longest one notebook may take in all (default 180)")
+        p.add_argument("--memory", type=float, default=3.0, metavar="GIB",
+                       help="memory limit for each notebook's grading, in GiB (default 3)")
+
+    p = sub.add_parser("grade", help="grade SUBMISSIONS/<student>/<assignment>/*.ipynb")
+    p.add_argument("submissions", help="folder of student folders")
+    p.add_argument("--out", required=True, help="folder for grades.csv, grades.json, feedback/")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="notebooks graded at once (default: one per core)")
+    limits(p)
+    p.set_defaults(run=cmd_grade)
+
+    p = sub.add_parser("check", help="grade one notebook against the hidden tests")
+    p.add_argument("notebook", help="path of your notebook")
+    p.add_argument("--hint", action="store_true", help="show the next hint")
+    limits(p)
+    p.set_defaults(run=cmd_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # nbgrader runs `alembic` and Jupyter finds kernels through PATH: make this
+    # environment's tools visible even when the venv is not activated.
+    bin_dir = str(Path(sys.executable).parent)
+    os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    os.environ.setdefault("JUPYTER_CONFIG_DIR", str(course.AUTOGRADER))
+    try:
+        return args.run(args)
+    except UserError as exc:
+        print(f"autograder: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("autograder: interrupted", file=sys.stderr)
+        return 130

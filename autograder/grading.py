@@ -1,0 +1,260 @@
+"""Grade submissions: each in a fresh kernel, in its own process, under hard limits.
+
+The supervisor (this process) imports the heavy libraries once, then forks one child
+per submission. The child assembles the notebook, runs it (see :mod:`.execute`) and
+sends the executed notebook back. If the child is not done by the notebook limit, the
+supervisor kills it and its kernels, and the student still gets a row and a reason.
+At most ``workers`` children run at once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import resource
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+
+import nbformat
+from nbformat import NotebookNode
+
+from autograder.assemble import assemble, grade_id, is_test
+from autograder.course import Assignment
+from autograder.execute import SET_ASIDE, Limits, run_notebook
+
+MAX_SUBMISSION_BYTES = 50 * 1024**2
+
+
+@dataclass(frozen=True)
+class Submission:
+    student: str
+    assignment: Assignment
+    path: Path
+
+
+@dataclass
+class TestResult:
+    id: str
+    points: float
+    max_points: float
+    message: str
+
+
+@dataclass
+class Graded:
+    """The outcome for one student and assignment: always present, whatever happened."""
+
+    student: str
+    assignment: str
+    tests: list[TestResult]
+    notes: list[str] = field(default_factory=list)
+    notebook: NotebookNode | None = None
+    seconds: float = 0.0
+
+    @property
+    def score(self) -> float:
+        return sum(t.points for t in self.tests)
+
+    @property
+    def max_score(self) -> float:
+        return sum(t.max_points for t in self.tests)
+
+
+@dataclass(frozen=True)
+class SourceCopies:
+    """An assignment's instructor notebook and student stub, read once per batch."""
+
+    source: NotebookNode
+    release: NotebookNode
+
+    @classmethod
+    def load(cls, assignment: Assignment) -> SourceCopies:
+        return cls(
+            nbformat.read(assignment.source, as_version=4),
+            nbformat.read(assignment.release, as_version=4),
+        )
+
+    def tests(self) -> list[tuple[str, float]]:
+        return [
+            (grade_id(c), float(c.metadata.nbgrader.get("points", 0)))
+            for c in self.source.cells
+            if is_test(c)
+        ]
+
+
+# --------------------------------------------------------------------------- one notebook
+
+
+def read_submission(path: Path) -> tuple[NotebookNode | None, str]:
+    """The submitted notebook, or None and a reason the student can read."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return None, f"The submitted file could not be read ({exc.strerror})."
+    if size == 0:
+        return None, "The submitted notebook is an empty file."
+    if size > MAX_SUBMISSION_BYTES:
+        return None, f"The submitted notebook is too large ({size // 1024**2} MB)."
+    try:
+        nb = nbformat.reads(path.read_bytes().decode("utf-8"), as_version=4)
+    except UnicodeDecodeError:
+        return None, "The submitted file is not a notebook (it is not even text)."
+    except Exception:
+        return None, "The submitted file is not a readable notebook (its JSON is broken)."
+    if not isinstance(nb.get("cells"), list):
+        return None, "The submitted file is JSON but not a Jupyter notebook."
+    return nb, ""
+
+
+def score(executed: NotebookNode, copies: SourceCopies) -> list[TestResult]:
+    """One result per test cell of the instructor's notebook, in its order."""
+    by_id = {grade_id(c): c for c in executed.cells if is_test(c)}
+    results = []
+    for test_id, points in copies.tests():
+        cell = by_id.get(test_id)
+        message = _failure(cell) if cell is not None else "This test did not run."
+        results.append(TestResult(test_id, 0.0 if message else points, points, message))
+    return results
+
+
+def _failure(cell: NotebookNode) -> str:
+    """Why a test cell failed, in the learner's words, or "" when it passed."""
+    for out in cell.get("outputs", []):
+        if out.output_type == "error":
+            if out.ename in ("ExerciseFailure", SET_ASIDE):
+                return out.evalue
+            return f"{out.ename}: {out.evalue}" if out.evalue else out.ename
+        if out.output_type == "stream" and out.name == "stderr":
+            return "The test wrote to stderr, which counts as a failure: " + out.text.strip()[:300]
+    return ""
+
+
+def _blank(sub: Submission, copies: SourceCopies, reason: str) -> Graded:
+    tests = [TestResult(t, 0.0, p, reason) for t, p in copies.tests()]
+    return Graded(sub.student, sub.assignment.id, tests, notes=[reason])
+
+
+def grade_in_this_process(
+    sub: Submission, copies: SourceCopies, limits: Limits, report_kernel=lambda pid: None
+) -> Graded:
+    """Grade one submission here and now (the child's work)."""
+    started = time.monotonic()
+    student_nb, problem = read_submission(sub.path)
+    if student_nb is None:
+        return _blank(sub, copies, problem)
+    assembly = assemble(copies.source, copies.release, student_nb)
+    workdir = Path(tempfile.mkdtemp(prefix="grade-"))
+    try:
+        # The student's folder travels with the notebook (data files, their own modules).
+        for item in sub.path.parent.iterdir():
+            if item.is_file() and item.suffix != ".ipynb" and item.stat().st_size < 10 * 1024**2:
+                shutil.copy2(item, workdir / item.name)
+        executed, set_aside = run_notebook(assembly.notebook, workdir, limits, report_kernel)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    graded = Graded(sub.student, sub.assignment.id, score(executed, copies), assembly.notes)
+    if -1 in set_aside:
+        graded.notes.append(set_aside[-1])
+    elif set_aside:
+        graded.notes.append(
+            f"{len(set_aside)} cell(s) never finished or crashed the kernel and were set aside; "
+            "see the messages in the feedback."
+        )
+    graded.notebook = executed
+    graded.seconds = time.monotonic() - started
+    return graded
+
+
+# --------------------------------------------------------------------------- many notebooks
+
+
+def _child(sub: Submission, copies: SourceCopies, limits: Limits, conn: Connection) -> None:
+    os.setsid()  # our own process group, so the supervisor can stop everything we started
+    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    try:
+        graded = grade_in_this_process(sub, copies, limits, lambda pid: conn.send(("kernel", pid)))
+    except BaseException as exc:  # report, never lose the student
+        graded = _blank(sub, copies, f"The grader failed on this notebook: {exc!r}")
+    conn.send(("done", graded))
+    conn.close()
+
+
+@dataclass
+class _Running:
+    sub: Submission
+    process: multiprocessing.process.BaseProcess
+    conn: Connection
+    deadline: float
+    kernels: list[int] = field(default_factory=list)
+
+
+def grade_many(
+    subs: Iterable[Submission],
+    copies: dict[str, SourceCopies],
+    limits: Limits,
+    workers: int,
+) -> Iterator[Graded]:
+    """Grade every submission, ``workers`` at a time; yield results as they finish."""
+    ctx = multiprocessing.get_context("fork")
+    queue = list(subs)
+    queue.reverse()
+    running: dict[int, _Running] = {}
+    while queue or running:
+        while queue and len(running) < workers:
+            sub = queue.pop()
+            parent_end, child_end = ctx.Pipe(duplex=False)
+            process = ctx.Process(
+                target=_child, args=(sub, copies[sub.assignment.id], limits, child_end)
+            )
+            process.start()
+            child_end.close()
+            deadline = time.monotonic() + limits.notebook_seconds
+            running[parent_end.fileno()] = _Running(sub, process, parent_end, deadline)
+        timeout = max(0.0, min(r.deadline for r in running.values()) - time.monotonic())
+        ready = wait([r.conn for r in running.values()], timeout=timeout)
+        for conn in ready:
+            job = running[conn.fileno()]
+            try:
+                kind, payload = conn.recv()
+            except (EOFError, OSError):
+                kind, payload = "died", None
+            if kind == "kernel":
+                job.kernels.append(payload)
+                continue
+            del running[conn.fileno()]
+            _stop(job)
+            if kind == "done":
+                yield payload
+            else:
+                yield _blank(
+                    job.sub, copies[job.sub.assignment.id], "The grader's worker for this "
+                    "notebook died unexpectedly (out of memory?); no test could be scored."
+                )
+        now = time.monotonic()
+        for key, job in list(running.items()):
+            if now >= job.deadline:
+                del running[key]
+                _stop(job)
+                yield _blank(
+                    job.sub, copies[job.sub.assignment.id],
+                    f"Grading this notebook took longer than {limits.notebook_seconds:.0f} s "
+                    "and was stopped; no test could be scored.",
+                )
+
+
+def _stop(job: _Running) -> None:
+    """Kill a child and every kernel it started (each kernel leads its own group)."""
+    for pid in [*job.kernels, job.process.pid]:
+        if pid:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    job.process.join(5)
+    job.conn.close()

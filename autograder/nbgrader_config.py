@@ -1,0 +1,30 @@
+"""nbgrader's configuration for the course.
+
+Found through JUPYTER_CONFIG_DIR=autograder (the Makefile sets it), so `nbgrader ...`,
+JupyterLab's Validate button and the formgrader all see the same course.
+"""
+
+from pathlib import Path
+
+c = get_config()  # type: ignore[name-defined]  # noqa: F821
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".grading"  # gradebook, submissions and grading files: never tracked
+
+c.CourseDirectory.root = str(ROOT)
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "notebooks"
+c.CourseDirectory.submitted_directory = ".grading/submitted"
+c.CourseDirectory.autograded_directory = ".grading/autograded"
+c.CourseDirectory.feedback_directory = ".grading/feedback"
+c.CourseDirectory.db_url = f"sqlite:///{WORK / 'gradebook.db'}?timeout=30"
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__"]
+
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.Execute.timeout = 30
+c.Execute.shutdown_kernel = "immediate"
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]

@@ -40,8 +40,8 @@ import sniffio
 
 # Hang guards. These limits never decide whether an answer is right: a correct answer
 # finishes in milliseconds, and only a wrong one (sequential, hung, busy) ever reaches them.
-HANG_LIMIT = 10.0
-GATE_FALLBACK = 3.0
+HANG_LIMIT = 5.0
+GATE_FALLBACK = 2.0
 
 
 # --------------------------------------------------------------------------- checks
@@ -103,6 +103,9 @@ def strict_equal(actual: object, expected: object) -> bool:
 
 def describe(value: object) -> str:
     """A short, safe description of a learner's value for a failure message."""
+    if awaitable_items(value):
+        kinds = sorted({type(v).__name__ for v in value})  # type: ignore[attr-defined]
+        return f"a {type(value).__name__} of {' and '.join(kinds)} objects, not their results"
     if type(value) in _PLAIN_SCALARS or type(value) in (list, tuple, dict):
         try:
             return _repr.repr(value)
@@ -474,6 +477,19 @@ class Outcome:
         return self.value
 
 
+def _close_unawaited(outcome: Outcome) -> None:
+    """Close coroutines the learner returned instead of awaiting, and note them.
+
+    Left open, each would print "never awaited" on stderr whenever it is collected,
+    possibly during a later test cell, and stderr fails a cell.
+    """
+    values = outcome.value if type(outcome.value) in (list, tuple) else [outcome.value]
+    for value in values:
+        if inspect.iscoroutine(value):
+            outcome.warnings.append(f"coroutine '{value.__qualname__}' was never awaited")
+            value.close()
+
+
 def _run_on_daemon_thread(what: str, target: Callable[[], Any], timeout: float) -> Outcome:
     outcome = Outcome(what)
     done = threading.Event()
@@ -481,6 +497,7 @@ def _run_on_daemon_thread(what: str, target: Callable[[], Any], timeout: float) 
     def runner() -> None:
         try:
             outcome.value = target()
+            _close_unawaited(outcome)
         except BaseException as exc:  # the learner's code may raise anything, SystemExit too
             outcome.error = exc
         finally:
@@ -493,7 +510,7 @@ def _run_on_daemon_thread(what: str, target: Callable[[], Any], timeout: float) 
         if not done.wait(timeout):
             outcome.timed_out = True
         gc.collect()  # finalise never-awaited coroutines now, while warnings are recorded
-    outcome.warnings = [str(w.message) for w in caught]
+    outcome.warnings += [str(w.message) for w in caught]
     return outcome
 
 

@@ -1,4 +1,7 @@
-"""The grader's command line: ``autograder release | grade | check`` (also ``python -m autograder``)."""
+"""The grader's command line: ``autograder release | grade | check``.
+
+Also reachable as ``python -m autograder``.
+"""
 
 from __future__ import annotations
 
@@ -122,16 +125,15 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 
 def _hint_state() -> dict[str, int]:
-    path = course.WORK / "hints.json"
     try:
-        return json.loads(path.read_text())
+        return json.loads(course.HINT_STATE.read_text())
     except (OSError, ValueError):
         return {}
 
 
 def _save_hint_state(state: dict[str, int]) -> None:
-    course.WORK.mkdir(exist_ok=True)
-    (course.WORK / "hints.json").write_text(json.dumps(state))
+    course.HINT_STATE.parent.mkdir(parents=True, exist_ok=True)
+    course.HINT_STATE.write_text(json.dumps(state))
 
 
 def next_hint(assignment: Assignment, advance: bool) -> str:
@@ -179,18 +181,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_release)
 
     def limits(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--cell-timeout", type=float, default=20.0, metavar="SECONDS",
-                       help="longest a single cell may run (default 20)")
-        p.add_argument("--time-limit", type=float, default=180.0, metavar="SECONDS",
-                       help="longest one notebook may take in all (default 180)")
-        p.add_argument("--memory", type=float, default=3.0, metavar="GIB",
-                       help="memory limit for each notebook's grading, in GiB (default 3)")
+        p.add_argument(
+            "--cell-timeout",
+            type=float,
+            default=20.0,
+            metavar="SECONDS",
+            help="longest a single cell may run (default 20)",
+        )
+        p.add_argument(
+            "--time-limit",
+            type=float,
+            default=180.0,
+            metavar="SECONDS",
+            help="longest one notebook may take in all (default 180)",
+        )
+        p.add_argument(
+            "--memory",
+            type=float,
+            default=3.0,
+            metavar="GIB",
+            help="memory limit for each notebook's grading, in GiB (default 3)",
+        )
 
     p = sub.add_parser("grade", help="grade SUBMISSIONS/<student>/<assignment>/*.ipynb")
     p.add_argument("submissions", help="folder of student folders")
     p.add_argument("--out", required=True, help="folder for grades.csv, grades.json, feedback/")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="notebooks graded at once (default: one per core)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="notebooks graded at once (default: one per core)",
+    )
     limits(p)
     p.set_defaults(run=cmd_grade)
 
@@ -204,10 +225,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # nbgrader runs `alembic` and Jupyter finds kernels through PATH: make this
-    # environment's tools visible even when the venv is not activated.
-    bin_dir = str(Path(sys.executable).parent)
-    os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     os.environ.setdefault("JUPYTER_CONFIG_DIR", str(course.AUTOGRADER))
     try:
         return args.run(args)

@@ -5,6 +5,7 @@ Every other module of the grader asks this one; it imports nothing of theirs.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass
 from functools import cache
@@ -16,6 +17,8 @@ SOLUTIONS = ROOT / "solutions"
 NOTEBOOKS = ROOT / "notebooks"
 WORK = ROOT / ".grading"
 MANIFEST = AUTOGRADER / "exercises.toml"
+# Which hint `autograder check --hint` showed last, per assignment.
+HINT_STATE = Path(os.environ.get("AUTOGRADER_HINT_STATE", WORK / "hints.json"))
 
 
 class UserError(Exception):

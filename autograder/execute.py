@@ -78,53 +78,64 @@ def run_notebook(
         attempt = copy.deepcopy(nb)
         for index in set_aside:
             attempt.cells[index].source = ""  # nbclient skips empty cells
-        current = {"index": -1}
-
-        def started(**_: Any) -> None:
-            pid = getattr(client.km.provisioner, "pid", None) if client.km else None
-            if pid:
-                on_kernel(pid)
-
-        def executing(cell_index: int, **_: Any) -> None:
-            current["index"] = cell_index
-
-        client = CappedClient(
-            attempt,
-            timeout=limits.cell_seconds,
-            interrupt_on_timeout=False,
-            allow_errors=True,
-            kernel_name="python3",
-            shutdown_kernel="immediate",
-            extra_arguments=["--HistoryManager.hist_file=:memory:"],
-            resources={"metadata": {"path": str(workdir)}},
-            on_notebook_start=started,
-            on_cell_execute=executing,
-        )
-        try:
-            client.execute(env=_kernel_env(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        except CellTimeoutError:
-            set_aside[current["index"]] = (
-                f"This cell was stopped: it was still running after {limits.cell_seconds:.0f} "
-                "seconds. Look for an await that never returns, a loop that never ends, or "
-                "time.sleep inside async code."
-            )
-            continue
-        except DeadKernelError:
-            set_aside[current["index"]] = (
-                "This cell stopped the Python kernel (it crashed, ran out of memory, or called "
-                "os._exit). The cells after it were run again in a fresh kernel without it."
-            )
-            continue
-        break
+        stopped = _run_once(attempt, workdir, limits, on_kernel)
+        if stopped is None:
+            break
+        index, reason = stopped
+        set_aside[index] = reason
     else:
         attempt = copy.deepcopy(nb)
-        set_aside.setdefault(-1, "Too many cells had to be set aside; grading gave up.")
+        set_aside[-1] = "Too many cells had to be set aside; grading gave up."
 
     for index, reason in set_aside.items():
         if index >= 0:
             attempt.cells[index].source = nb.cells[index].source
             attempt.cells[index].outputs = [_set_aside_output(reason)]
     return attempt, set_aside
+
+
+def _run_once(
+    nb: NotebookNode, workdir: Path, limits: Limits, on_kernel: Callable[[int], None]
+) -> tuple[int, str] | None:
+    """Run ``nb`` in place; None if it ran to the end, else (cell index, reason) of the
+    cell that hung or killed the kernel."""
+    current = {"index": -1}
+    client = CappedClient(
+        nb,
+        timeout=limits.cell_seconds,
+        interrupt_on_timeout=False,
+        allow_errors=True,
+        kernel_name="python3",
+        shutdown_kernel="immediate",
+        extra_arguments=["--HistoryManager.hist_file=:memory:"],
+        resources={"metadata": {"path": str(workdir)}},
+    )
+
+    def started(**_: Any) -> None:
+        pid = getattr(client.km.provisioner, "pid", None) if client.km else None
+        if pid:
+            on_kernel(pid)
+
+    def executing(cell_index: int, **_: Any) -> None:
+        current["index"] = cell_index
+
+    client.on_notebook_start = started
+    client.on_cell_execute = executing
+    quiet = subprocess.DEVNULL  # the kernel's own chatter, not the student's output
+    try:
+        client.execute(env=_kernel_env(workdir), stdout=quiet, stderr=quiet)
+    except CellTimeoutError:
+        return current["index"], (
+            f"This cell was stopped: it was still running after {limits.cell_seconds:.0f} "
+            "seconds. Look for an await that never returns, a loop that never ends, or "
+            "time.sleep inside async code."
+        )
+    except DeadKernelError:
+        return current["index"], (
+            "This cell stopped the Python kernel (it crashed, ran out of memory, or called "
+            "os._exit). The cells after it were run again in a fresh kernel without it."
+        )
+    return None
 
 
 def _kernel_env(workdir: Path) -> dict[str, str]:

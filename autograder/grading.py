@@ -233,8 +233,10 @@ def grade_many(
                 yield payload
             else:
                 yield _blank(
-                    job.sub, copies[job.sub.assignment.id], "The grader's worker for this "
-                    "notebook died unexpectedly (out of memory?); no test could be scored."
+                    job.sub,
+                    copies[job.sub.assignment.id],
+                    "The grader's worker for this "
+                    "notebook died unexpectedly (out of memory?); no test could be scored.",
                 )
         now = time.monotonic()
         for key, job in list(running.items()):
@@ -242,7 +244,8 @@ def grade_many(
                 del running[key]
                 _stop(job)
                 yield _blank(
-                    job.sub, copies[job.sub.assignment.id],
+                    job.sub,
+                    copies[job.sub.assignment.id],
                     f"Grading this notebook took longer than {limits.notebook_seconds:.0f} s "
                     "and was stopped; no test could be scored.",
                 )

@@ -8,6 +8,8 @@ what is committed.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import nbformat
@@ -16,13 +18,25 @@ from nbgrader.coursedir import CourseDirectory
 from traitlets.config.loader import PyFileConfigLoader
 
 from autograder.assemble import KERNELSPEC
-from autograder.course import AUTOGRADER, WORK, Assignment, UserError
+from autograder.course import AUTOGRADER, ROOT, Assignment, UserError
 
 
-def nbgrader_api() -> NbGraderAPI:
-    """nbgrader's API, configured from ``autograder/nbgrader_config.py``."""
-    WORK.mkdir(exist_ok=True)
+def nbgrader_api(root: Path = ROOT) -> NbGraderAPI:
+    """nbgrader's API, configured from ``autograder/nbgrader_config.py``.
+
+    ``root`` moves the whole course (solutions, release folder, gradebook) elsewhere;
+    the tests use it to regenerate the student copies in a scratch folder.
+    """
+    # nbgrader runs the `alembic` command to create a gradebook: make this environment's
+    # tools visible even when the venv is not activated.
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     config = PyFileConfigLoader("nbgrader_config.py", path=str(AUTOGRADER)).load_config()
+    if root != ROOT:
+        config.CourseDirectory.root = str(root)
+        config.CourseDirectory.db_url = f"sqlite:///{root / '.grading' / 'gradebook.db'}"
+    (root / ".grading").mkdir(exist_ok=True)
     coursedir = CourseDirectory(config=config)
     return NbGraderAPI(coursedir, config=config)
 
@@ -40,12 +54,14 @@ def normalise(path: Path) -> None:
     nbformat.write(nb, path)
 
 
-def release(assignment: Assignment, api: NbGraderAPI | None = None) -> Path:
-    """Generate the student copy of ``assignment``; return its path."""
-    if not assignment.source.exists():
-        raise UserError(f"no instructor notebook at {assignment.source}")
-    result = (api or nbgrader_api()).generate_assignment(assignment.id, force=True, create=True)
+def release(assignment: Assignment, root: Path = ROOT) -> Path:
+    """Generate the student copy of ``assignment`` under ``root``; return its path."""
+    source = root / assignment.source.relative_to(ROOT)
+    if not source.exists():
+        raise UserError(f"no instructor notebook at {source}")
+    result = nbgrader_api(root).generate_assignment(assignment.id, force=True, create=True)
     if not result["success"]:
-        raise UserError(f"nbgrader could not generate {assignment.id}:\n{result.get('error')}")
-    normalise(assignment.release)
-    return assignment.release
+        raise UserError(f"nbgrader could not generate {assignment.id}:\n{result.get('log')}")
+    target = root / assignment.release.relative_to(ROOT)
+    normalise(target)
+    return target

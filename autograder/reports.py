@@ -128,10 +128,7 @@ def _wrap(text: str, width: int) -> list[str]:
     out: list[str] = []
     for line in text.splitlines() or [""]:
         indent = len(line) - len(line.lstrip())
-        out.extend(
-            textwrap.wrap(line, width, subsequent_indent=" " * (indent + 2))
-            or [""]
-        )
+        out.extend(textwrap.wrap(line, width, subsequent_indent=" " * (indent + 2)) or [""])
     return out
 
 

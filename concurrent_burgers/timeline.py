@@ -44,15 +44,36 @@ def plot(log: EventLog, title: str = "", color_by: str = "thread", width: float 
         row = actors.index(event.who)
         colour = colours[_colour_key(event, color_by)]
         if event.end > event.start:
-            ax.barh(row, event.end - event.start, left=event.start, height=0.6, color=colour,
-                    edgecolor="black", linewidth=0.5, alpha=0.85)
+            ax.barh(
+                row,
+                event.end - event.start,
+                left=event.start,
+                height=0.6,
+                color=colour,
+                edgecolor="black",
+                linewidth=0.5,
+                alpha=0.85,
+            )
             if event.end - event.start > end / 25:
-                ax.text((event.start + event.end) / 2, row, event.what, ha="center",
-                        va="center", fontsize=8, clip_on=True)
+                ax.text(
+                    (event.start + event.end) / 2,
+                    row,
+                    event.what,
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    clip_on=True,
+                )
         else:
             ax.plot(event.start, row, marker="D", color=colour, markeredgecolor="black")
-            ax.annotate(event.what, (event.start, row), xytext=(0, 9),
-                        textcoords="offset points", ha="center", fontsize=7)
+            ax.annotate(
+                event.what,
+                (event.start, row),
+                xytext=(0, 9),
+                textcoords="offset points",
+                ha="center",
+                fontsize=7,
+            )
     ax.set_yticks(range(len(actors)), actors)
     ax.invert_yaxis()
     ax.set_xlim(0, end * 1.03)
@@ -62,14 +83,21 @@ def plot(log: EventLog, title: str = "", color_by: str = "thread", width: float 
         ax.set_title(title)
     if len(colour_keys) > 1:
         legend = [Patch(color=colours[k], label=_colour_label(k, color_by)) for k in colour_keys]
-        ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8,
-                  title=color_by, title_fontsize=8)
+        ax.legend(
+            handles=legend,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1),
+            fontsize=8,
+            title=color_by,
+            title_fontsize=8,
+        )
     return fig
 
 
 def _colour_key(event: Any, color_by: str) -> Any:
-    return {"thread": (event.process, event.thread), "process": event.process,
-            "who": event.who}[color_by]
+    return {"thread": (event.process, event.thread), "process": event.process, "who": event.who}[
+        color_by
+    ]
 
 
 def _colour_label(key: Any, color_by: str) -> str:

@@ -1,7 +1,7 @@
 """Grade every solution, every student copy and every sample wrong answer in one batch.
 
 Grading is the slow part of the suite (a fresh kernel per notebook), so the whole set is
-graded once per session, four notebooks at a time (they mostly wait), and the tests read the results.
+graded once per session, four notebooks at a time (they mostly wait); tests read the results.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ ONLY = [a for a in os.environ.get("COURSE_ONLY", "").split(",") if a]
 
 def selected(assignment_id: str) -> bool:
     return not ONLY or assignment_id in ONLY
+
+
 # Generous limits: a correct notebook takes seconds; these only bound a broken one.
 LIMITS = Limits(cell_seconds=15, notebook_seconds=240)
 
@@ -98,6 +100,9 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Gra
         if not selected(sample.assignment):
             continue
         assignment = course.assignment(sample.assignment)
-        add(f"sample-{sample.name}", assignment, filled_in(copies[assignment.id].release,
-                                                             sample.answers))
+        add(
+            f"sample-{sample.name}",
+            assignment,
+            filled_in(copies[assignment.id].release, sample.answers),
+        )
     return {(g.student, g.assignment): g for g in grade_many(subs, copies, LIMITS, workers=4)}

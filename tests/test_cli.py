@@ -1,0 +1,122 @@
+"""The command line as instructors and self-learners use it: clear errors, a whole class
+graded with a row for everyone, and a self-check with hints."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import course
+
+WELCOME = course.assignment("00-welcome")
+
+
+def run(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, AUTOGRADER_HINT_STATE=str(tmp_path / "hints.json"))
+    return subprocess.run(
+        [sys.executable, "-m", "autograder", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_help(tmp_path):
+    result = run("--help", tmp_path=tmp_path)
+    assert result.returncode == 0
+    assert "release" in result.stdout and "grade" in result.stdout and "check" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("make_args", "says"),
+    [
+        (lambda d: ["check", str(d / "missing.ipynb")], "no such file"),
+        (lambda d: ["check", str(d / "notes.txt")], "not a notebook"),
+        (lambda d: ["check", str(d / "mystery.ipynb")], "cannot tell which assignment"),
+        (lambda d: ["check", str(d)], "is a folder"),
+        (lambda d: ["grade", str(d / "nowhere"), "--out", str(d / "out")], "no such folder"),
+        (lambda d: ["grade", str(d / "empty"), "--out", str(d / "out")], "no submissions"),
+        (lambda d: ["release", "99-nothing"], "unknown assignment"),
+    ],
+    ids=[
+        "missing",
+        "not-notebook",
+        "unknown-assignment",
+        "folder",
+        "no-folder",
+        "empty",
+        "bad-release",
+    ],
+)
+def test_bad_input_gets_one_clear_line(tmp_path, make_args, says):
+    """Bad input: exit 2 and one line on stderr, never a traceback."""
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "mystery.ipynb").write_text("{}")
+    (tmp_path / "empty").mkdir()
+    result = run(*make_args(tmp_path), tmp_path=tmp_path)
+    assert result.returncode == 2, result
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_grade_a_class(tmp_path):
+    """Every student folder gets a row, a JSON entry and a feedback page, whatever it holds."""
+    subs = tmp_path / "submissions"
+    source = nbformat.read(WELCOME.source, as_version=4)
+    release = nbformat.read(WELCOME.release, as_version=4)
+    files = {
+        "alice": nbformat.writes(source),
+        "bob": nbformat.writes(release),
+        "carol": '{"cells": [ broken',
+        "dave": "",
+        "erin": '{"hello": "world"}',
+    }
+    for student, text in files.items():
+        folder = subs / student / WELCOME.id
+        folder.mkdir(parents=True)
+        (folder / f"{WELCOME.id}.ipynb").write_text(text)
+    (subs / "frank" / WELCOME.id).mkdir(parents=True)  # submitted nothing
+    out = tmp_path / "out"
+    result = run("grade", str(subs), "--out", str(out), "--workers", "2", tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with (out / "grades.csv").open() as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["student", "assignment", "score", "max_score"]
+    scores = {r[0]: (float(r[2]), float(r[3])) for r in rows[1:]}
+    assert set(scores) == {"alice", "bob", "carol", "dave", "erin", "frank"}
+    assert scores["alice"] == (4, 4)
+    assert all(scores[s] == (0, 4) for s in ("bob", "carol", "dave", "erin", "frank"))
+    detail = {g["student"]: g for g in json.loads((out / "grades.json").read_text())}
+    for student in ("carol", "dave", "erin", "frank"):
+        assert detail[student]["notes"], student
+        assert all(t["message"] for t in detail[student]["tests"])
+        assert {"id", "points", "max_points", "message"} <= set(detail[student]["tests"][0])
+    assert "empty file" in detail["dave"]["notes"][0]
+    hidden = 'events.append("other task ran")'
+    for student in scores:
+        page = (out / "feedback" / student / f"{WELCOME.id}.html").read_text()
+        assert hidden not in page and "BEGIN HIDDEN TESTS" not in page
+    assert "4 / 4" in (out / "feedback" / "alice" / f"{WELCOME.id}.html").read_text()
+
+
+def test_check_full_marks_and_hints(tmp_path):
+    """check exits 0 at full marks; otherwise 1, with the first hint, then the next."""
+    good = run("check", str(WELCOME.source), tmp_path=tmp_path)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "Full marks" in good.stdout and "greet_lets_others_run" in good.stdout
+
+    blank = run("check", str(WELCOME.release), tmp_path=tmp_path)
+    assert blank.returncode == 1
+    assert "not written yet" in blank.stdout
+    assert f"Hint 1 of {len(WELCOME.hints)}" in blank.stdout
+    more = run("check", "--hint", str(WELCOME.release), tmp_path=tmp_path)
+    assert f"Hint 2 of {len(WELCOME.hints)}" in more.stdout

@@ -17,7 +17,9 @@ $(STAMP): pyproject.toml requirements.lock
 
 ## Open the course in JupyterLab (installs everything the first time).
 lab: $(STAMP)
-	$(BIN)/jupyter lab --port $(PORT) $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/00-welcome/00-welcome.ipynb
+	$(BIN)/jupyter lab --port $(PORT) $(if $(filter 0,$(shell id -u)),--allow-root) \
+		--ServerApp.root_dir="$(CURDIR)" \
+		--LabApp.default_url=/lab/tree/notebooks/00-welcome/00-welcome.ipynb
 
 ## Run the whole test suite (installs everything the first time).
 test: $(STAMP)

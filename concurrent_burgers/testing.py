@@ -51,6 +51,32 @@ class ExerciseFailure(AssertionError):
     """A test failed; the message speaks to the learner (expected, happened, hint)."""
 
 
+def _show_failures_plainly() -> None:
+    """In IPython, show an ExerciseFailure as its message alone, without a traceback.
+
+    The traceback would only show the course's own helper code, which helps no learner.
+    Other exceptions keep IPython's usual display.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "_showtraceback"):
+        return
+
+    def handler(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None):
+        if etype.__name__ != "ExerciseFailure":
+            return shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+        shell._showtraceback(etype, value, [f"\x1b[0;31m{etype.__name__}\x1b[0m: {value}"])
+        return None
+
+    shell.set_custom_exc((AssertionError,), handler)
+
+
+_show_failures_plainly()
+
+
 def fail(summary: str, *, expected: str, happened: str, hint: str = "") -> NoReturn:
     """Raise :class:`ExerciseFailure` with the course's three-part message."""
     __tracebackhide__ = True

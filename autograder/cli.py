@@ -89,6 +89,30 @@ def find_submissions(root: Path) -> tuple[list, list[str]]:
     return found, warnings
 
 
+def _source_copies(subs: list) -> dict:
+    from autograder.grading import SourceCopies
+
+    copies = {}
+    for sub in subs:
+        if sub.assignment.id not in copies:
+            try:
+                copies[sub.assignment.id] = SourceCopies.load(sub.assignment)
+            except (OSError, ValueError) as exc:
+                raise UserError(
+                    f"cannot read the notebooks of {sub.assignment.id}: {exc}"
+                ) from None
+    return copies
+
+
+def _isolation(*also_hide: Path):
+    """The confinement to use, after saying on stdout whether this machine allows it."""
+    from autograder.grading import Isolation, isolation_available
+
+    available, how = isolation_available()
+    print(f"isolation: {how}", flush=True)
+    return Isolation().also_hiding(*also_hide) if available else None
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     root = Path(args.submissions)
     if not root.is_dir():
@@ -102,12 +126,14 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if not subs:
         raise UserError(f"no submissions found under {root} (expected <student>/<assignment>/)")
 
-    from autograder.grading import SourceCopies, grade_many
+    from autograder.grading import grade_many
     from autograder.reports import summary_line, write_feedback, write_grades
 
-    copies = {s.assignment.id: SourceCopies.load(s.assignment) for s in subs}
+    copies = _source_copies(subs)
+    out.mkdir(parents=True, exist_ok=True)
+    isolation = _isolation(root, out)
     results = []
-    for graded in grade_many(subs, copies, _limits(args), workers=args.workers):
+    for graded in grade_many(subs, copies, _limits(args), args.workers, isolation):
         write_feedback(graded, out)
         graded.notebook = None  # feedback is written; free the memory
         results.append(graded)
@@ -149,13 +175,14 @@ def next_hint(assignment: Assignment, advance: bool) -> str:
 def cmd_check(args: argparse.Namespace) -> int:
     path = _notebook(args.notebook)
     assignment = _assignment_of(path)
-    from autograder.grading import SourceCopies, Submission, grade_many
+    from autograder.grading import Isolation, Submission, grade_many, isolation_available
     from autograder.reports import table
 
     sub = Submission("you", assignment, path)
-    copies = {assignment.id: SourceCopies.load(assignment)}
+    copies = _source_copies([sub])
     print(f"Checking {path} against the hidden tests of {assignment.id}: {assignment.title}")
-    (graded,) = grade_many([sub], copies, _limits(args), workers=1)
+    isolation = Isolation() if isolation_available()[0] else None
+    (graded,) = grade_many([sub], copies, _limits(args), 1, isolation)
     print(table(graded))
     full = graded.score == graded.max_score
     if full:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import pickle
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,18 +68,23 @@ def run_notebook(
     workdir: Path,
     limits: Limits,
     on_kernel: Callable[[int], None] = lambda pid: None,
+    confine: Callable[[], None] | None = None,
 ) -> tuple[NotebookNode, dict[int, str]]:
     """Execute ``nb`` in ``workdir``; return the executed notebook and the cells set aside.
 
     ``on_kernel`` is told each kernel's process id as soon as it starts, so a supervisor
-    can kill it if this process is stopped.
+    can kill it if this process is stopped. With ``confine``, each run happens in a
+    forked process that calls ``confine()`` first (see :mod:`.sandbox`).
     """
     set_aside: dict[int, str] = {}
     for _ in range(limits.attempts):
         attempt = copy.deepcopy(nb)
         for index in set_aside:
             attempt.cells[index].source = ""  # nbclient skips empty cells
-        stopped = _run_once(attempt, workdir, limits, on_kernel)
+        if confine is None:
+            stopped = _run_once(attempt, workdir, limits, on_kernel)
+        else:
+            attempt, stopped = _run_forked(attempt, workdir, limits, on_kernel, confine)
         if stopped is None:
             break
         index, reason = stopped
@@ -92,6 +98,43 @@ def run_notebook(
             attempt.cells[index].source = nb.cells[index].source
             attempt.cells[index].outputs = [_set_aside_output(reason)]
     return attempt, set_aside
+
+
+def _run_forked(
+    nb: NotebookNode,
+    workdir: Path,
+    limits: Limits,
+    on_kernel: Callable[[int], None],
+    confine: Callable[[], None],
+) -> tuple[NotebookNode, tuple[int, str] | None]:
+    """:func:`_run_once` in a forked process that confines itself first.
+
+    A PID namespace serves one kernel only, so every run needs a process of its own.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the forked process: confine, run, send the result, leave
+        os.close(read_end)
+        try:
+            confine()
+            # Kernel ids inside the new PID namespace mean nothing to the supervisor;
+            # stopping this process's group stops the kernel with it.
+            result: Any = ("ok", _run_once(nb, workdir, limits, lambda pid: None), nb)
+        except BaseException as exc:
+            result = ("error", f"{type(exc).__name__}: {exc}", None)
+        with os.fdopen(write_end, "wb") as out:
+            pickle.dump(result, out)
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as src:
+        data = src.read()
+    os.waitpid(pid, 0)
+    if not data:
+        raise RuntimeError("the confined grading process died")
+    status, stopped, executed = pickle.loads(data)
+    if status != "ok":
+        raise RuntimeError(f"the confined grading process failed: {stopped}")
+    return executed, stopped
 
 
 def _run_once(

@@ -15,20 +15,63 @@ import resource
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 import nbformat
 from nbformat import NotebookNode
 
+from autograder import sandbox
 from autograder.assemble import assemble, grade_id, is_test
-from autograder.course import Assignment
+from autograder.course import ROOT, SOLUTIONS, WORK, Assignment
 from autograder.execute import SET_ASIDE, Limits, run_notebook
 
 MAX_SUBMISSION_BYTES = 50 * 1024**2
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """What a confined kernel may not touch (see :mod:`.sandbox`)."""
+
+    read_only: tuple[Path, ...] = (ROOT,)
+    hidden: tuple[Path, ...] = (SOLUTIONS, WORK)
+
+    def also_hiding(self, *paths: Path) -> Isolation:
+        return Isolation(self.read_only, self.hidden + tuple(p.resolve() for p in paths))
+
+
+def isolation_available() -> tuple[bool, str]:
+    """Whether kernels can be confined here; tried once in a throwaway process."""
+    runs = Path(tempfile.mkdtemp(prefix="autograder-probe-"))
+    workdir = runs / "work"
+    workdir.mkdir()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            sandbox.confine(workdir, [], [])
+            thread = threading.Thread(target=lambda: None)
+            thread.start()
+            thread.join()
+            os._exit(0 if workdir.is_dir() else 1)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    shutil.rmtree(runs, ignore_errors=True)
+    if os.waitstatus_to_exitcode(status) == 0:
+        return True, (
+            "each kernel runs in its own user, mount and PID namespaces: the course folder "
+            "is read-only, solutions/, the gradebook, the submissions and the output are "
+            "hidden, and other kernels are out of sight"
+        )
+    return False, (
+        "not available on this machine (needs Linux user namespaces): kernels run as this "
+        "user and could read solutions/; grade as an unprivileged user in a container"
+    )
 
 
 @dataclass(frozen=True)
@@ -141,21 +184,37 @@ def _blank(sub: Submission, copies: SourceCopies, reason: str) -> Graded:
 
 
 def grade_in_this_process(
-    sub: Submission, copies: SourceCopies, limits: Limits, report_kernel=lambda pid: None
+    sub: Submission,
+    copies: SourceCopies,
+    limits: Limits,
+    report_kernel=lambda pid: None,
+    isolation: Isolation | None = None,
+    runs: Path | None = None,
 ) -> Graded:
-    """Grade one submission here and now (the child's work)."""
+    """Grade one submission here and now (the child's work).
+
+    ``runs`` is the folder that holds every notebook's working folder in this batch;
+    with ``isolation``, the kernel sees only its own.
+    """
     started = time.monotonic()
     student_nb, problem = read_submission(sub.path)
     if student_nb is None:
         return _blank(sub, copies, problem)
     assembly = assemble(copies.source, copies.release, student_nb)
-    workdir = Path(tempfile.mkdtemp(prefix="grade-"))
+    workdir = Path(tempfile.mkdtemp(prefix="grade-", dir=runs))
+    confine = None
+    if isolation is not None:
+        confine = partial(
+            sandbox.confine, workdir, list(isolation.read_only), list(isolation.hidden)
+        )
     try:
         # The student's folder travels with the notebook (data files, their own modules).
         for item in sub.path.parent.iterdir():
             if item.is_file() and item.suffix != ".ipynb" and item.stat().st_size < 10 * 1024**2:
                 shutil.copy2(item, workdir / item.name)
-        executed, set_aside = run_notebook(assembly.notebook, workdir, limits, report_kernel)
+        executed, set_aside = run_notebook(
+            assembly.notebook, workdir, limits, report_kernel, confine
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     graded = Graded(sub.student, sub.assignment.id, score(executed, copies), assembly.notes)
@@ -174,11 +233,20 @@ def grade_in_this_process(
 # --------------------------------------------------------------------------- many notebooks
 
 
-def _child(sub: Submission, copies: SourceCopies, limits: Limits, conn: Connection) -> None:
+def _child(
+    sub: Submission,
+    copies: SourceCopies,
+    limits: Limits,
+    isolation: Isolation | None,
+    runs: Path,
+    conn: Connection,
+) -> None:
     os.setsid()  # our own process group, so the supervisor can stop everything we started
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
     try:
-        graded = grade_in_this_process(sub, copies, limits, lambda pid: conn.send(("kernel", pid)))
+        graded = grade_in_this_process(
+            sub, copies, limits, lambda pid: conn.send(("kernel", pid)), isolation, runs
+        )
     except BaseException as exc:  # report, never lose the student
         graded = _blank(sub, copies, f"The grader failed on this notebook: {exc!r}")
     conn.send(("done", graded))
@@ -199,18 +267,34 @@ def grade_many(
     copies: dict[str, SourceCopies],
     limits: Limits,
     workers: int,
+    isolation: Isolation | None = None,
 ) -> Iterator[Graded]:
     """Grade every submission, ``workers`` at a time; yield results as they finish."""
+    runs = Path(tempfile.mkdtemp(prefix="autograder-runs-"))
+    try:
+        yield from _supervise(list(subs), copies, limits, workers, isolation, runs)
+    finally:
+        shutil.rmtree(runs, ignore_errors=True)
+
+
+def _supervise(
+    subs: list[Submission],
+    copies: dict[str, SourceCopies],
+    limits: Limits,
+    workers: int,
+    isolation: Isolation | None,
+    runs: Path,
+) -> Iterator[Graded]:
     ctx = multiprocessing.get_context("fork")
-    queue = list(subs)
-    queue.reverse()
+    queue = subs[::-1]
     running: dict[int, _Running] = {}
     while queue or running:
         while queue and len(running) < workers:
             sub = queue.pop()
             parent_end, child_end = ctx.Pipe(duplex=False)
             process = ctx.Process(
-                target=_child, args=(sub, copies[sub.assignment.id], limits, child_end)
+                target=_child,
+                args=(sub, copies[sub.assignment.id], limits, isolation, runs, child_end),
             )
             process.start()
             child_end.close()

@@ -9,6 +9,7 @@ At most ``workers`` children run at once.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import resource
@@ -26,7 +27,7 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from autograder import sandbox
+from autograder import guard, sandbox
 from autograder.assemble import assemble, grade_id, is_test
 from autograder.course import ROOT, SOLUTIONS, WORK, Assignment
 from autograder.execute import SET_ASIDE, Limits, run_notebook
@@ -145,36 +146,49 @@ def read_submission(path: Path) -> tuple[NotebookNode | None, str]:
     if size > MAX_SUBMISSION_BYTES:
         return None, f"The submitted notebook is too large ({size // 1024**2} MB)."
     try:
-        nb = nbformat.reads(path.read_bytes().decode("utf-8"), as_version=4)
+        data = json.loads(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError:
         return None, "The submitted file is not a notebook (it is not even text)."
-    except Exception:
+    except ValueError:
         return None, "The submitted file is not a readable notebook (its JSON is broken)."
-    if not isinstance(nb.get("cells"), list):
+    try:
+        nb = nbformat.reads(json.dumps(data), as_version=4)
+        if not isinstance(nb.get("cells"), list):
+            raise ValueError("no cells")
+    except Exception:
         return None, "The submitted file is JSON but not a Jupyter notebook."
     return nb, ""
 
 
-def score(executed: NotebookNode, copies: SourceCopies) -> list[TestResult]:
-    """One result per test cell of the instructor's notebook, in its order."""
+def score(executed: NotebookNode, copies: SourceCopies, secret: str) -> list[TestResult]:
+    """One result per test cell of the instructor's notebook, in its order.
+
+    A test passes when it showed no error, wrote nothing to stderr, and printed the
+    grading's ``secret`` on its last line (see :mod:`.guard`).
+    """
     by_id = {grade_id(c): c for c in executed.cells if is_test(c)}
     results = []
     for test_id, points in copies.tests():
         cell = by_id.get(test_id)
-        message = _failure(cell) if cell is not None else "This test did not run."
+        message = _failure(cell, secret) if cell is not None else "This test did not run."
         results.append(TestResult(test_id, 0.0 if message else points, points, message))
     return results
 
 
-def _failure(cell: NotebookNode) -> str:
+def _failure(cell: NotebookNode, secret: str) -> str:
     """Why a test cell failed, in the learner's words, or "" when it passed."""
     for out in cell.get("outputs", []):
         if out.output_type == "error":
-            if out.ename in ("ExerciseFailure", SET_ASIDE):
+            if out.ename in ("ExerciseFailure", SET_ASIDE, guard.TAMPERED):
                 return out.evalue
             return f"{out.ename}: {out.evalue}" if out.evalue else out.ename
         if out.output_type == "stream" and out.name == "stderr":
             return "The test wrote to stderr, which counts as a failure: " + out.text.strip()[:300]
+    if not guard.finished(cell, secret):
+        return (
+            "This test did not run to its end, yet showed no error: something hid its "
+            "output (a replaced print, stdout or error display?). It scores 0."
+        )
     return ""
 
 
@@ -212,12 +226,11 @@ def grade_in_this_process(
         for item in sub.path.parent.iterdir():
             if item.is_file() and item.suffix != ".ipynb" and item.stat().st_size < 10 * 1024**2:
                 shutil.copy2(item, workdir / item.name)
-        executed, set_aside = run_notebook(
-            assembly.notebook, workdir, limits, report_kernel, confine
-        )
+        armed, secret = guard.arm(assembly.notebook)
+        executed, set_aside = run_notebook(armed, workdir, limits, report_kernel, confine)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    graded = Graded(sub.student, sub.assignment.id, score(executed, copies), assembly.notes)
+    graded = Graded(sub.student, sub.assignment.id, score(executed, copies, secret), assembly.notes)
     if -1 in set_aside:
         graded.notes.append(set_aside[-1])
     elif set_aside:
@@ -225,7 +238,7 @@ def grade_in_this_process(
             f"{len(set_aside)} cell(s) never finished or crashed the kernel and were set aside; "
             "see the messages in the feedback."
         )
-    graded.notebook = executed
+    graded.notebook = guard.disarm(executed, secret)
     graded.seconds = time.monotonic() - started
     return graded
 

@@ -59,15 +59,14 @@ def student_view(graded: Graded) -> nbformat.NotebookNode | None:
     nb = copy.deepcopy(graded.notebook)
     clear = ClearHiddenTests()
     for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
+        if cell.cell_type != "code" or not is_test(cell):
             continue
         cell, _ = clear.preprocess_cell(cell, {}, index)
         nb.cells[index] = cell
-        if is_test(cell):
-            # A traceback would quote the hidden test's lines: keep only the message.
-            for out in cell.outputs:
-                if out.output_type == "error":
-                    out.traceback = [f"{out.ename}: {out.evalue}"]
+        # A traceback would quote the hidden test's lines: keep only the message.
+        for out in cell.outputs:
+            if out.output_type == "error":
+                out.traceback = [f"{out.ename}: {out.evalue}"]
     return nb
 
 

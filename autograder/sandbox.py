@@ -67,9 +67,10 @@ def confine(workdir: Path, read_only: list[Path], hidden: list[Path]) -> None:
     # put our folder back at the same place from the handle.
     own = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        for path in [*hidden, workdir.parent]:
+        for path in hidden:
             if path.is_dir():
-                _cover(libc, path)
+                _cover(libc, path, MS_RDONLY)
+        _cover(libc, workdir.parent)
         os.mkdir(workdir, 0o700)
         source = f"/proc/self/fd/{own}".encode()
         _check(libc.mount(source, bytes(workdir), None, MS_BIND, None), "own folder")
@@ -88,7 +89,7 @@ def confine(workdir: Path, read_only: list[Path], hidden: list[Path]) -> None:
         os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
 
 
-def _cover(libc: ctypes.CDLL, path: Path) -> None:
+def _cover(libc: ctypes.CDLL, path: Path, flags: int = 0) -> None:
     """Mount an empty, tiny file system over ``path``: what was there cannot be seen."""
-    flags = MS_NOSUID | MS_NODEV
+    flags |= MS_NOSUID | MS_NODEV
     _check(libc.mount(b"tmpfs", bytes(path), b"tmpfs", flags, b"size=64k,mode=0711"), str(path))

@@ -64,6 +64,8 @@ def _show_failures_plainly() -> None:
     shell = get_ipython()
     if shell is None or not hasattr(shell, "_showtraceback"):
         return
+    if getattr(shell, "_concurrent_burgers_plain_failures", False):
+        return  # already registered (fresh() loads this module again)
 
     def handler(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None):
         if etype.__name__ != "ExerciseFailure":
@@ -72,6 +74,7 @@ def _show_failures_plainly() -> None:
         return None
 
     shell.set_custom_exc((AssertionError,), handler)
+    shell._concurrent_burgers_plain_failures = True
 
 
 _show_failures_plainly()

@@ -81,6 +81,7 @@ def plot(log: EventLog, title: str = "", color_by: str = "thread", width: float 
     ax.grid(axis="x", alpha=0.3)
     if title:
         ax.set_title(title)
+    _show_figures_in_notebooks()
     if len(colour_keys) > 1:
         legend = [Patch(color=colours[k], label=_colour_label(k, color_by)) for k in colour_keys]
         ax.legend(
@@ -106,3 +107,18 @@ def _colour_label(key: Any, color_by: str) -> str:
     if color_by == "process":
         return f"pid {key}"
     return str(key)
+
+
+def _show_figures_in_notebooks() -> None:
+    """Let IPython draw a bare matplotlib Figure as a PNG (pyplot usually arranges that)."""
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import print_figure
+        from matplotlib.figure import Figure
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    png = shell.display_formatter.formatters["image/png"]
+    png.for_type(Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight"))

@@ -1,0 +1,19 @@
+"""Grading twice with both cores busy gives identical points (benchmarks/grade_determinism.py
+runs the long version)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "grade_determinism.py"
+
+
+def test_same_scores_with_cores_busy():
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--runs", "2", "--only", "00-welcome"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "identical scores in every run" in result.stdout

@@ -1,0 +1,361 @@
+"""Hostile and broken submissions: grading never hangs, never loses a student, and cannot
+be gamed. One batch of 00-welcome submissions, each broken or cheating in its own way,
+graded together with two honest ones whose scores must not move."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import course
+from autograder.assemble import is_answer, is_test
+from autograder.execute import Limits
+from autograder.grading import (
+    Graded,
+    Isolation,
+    SourceCopies,
+    Submission,
+    grade_many,
+    isolation_available,
+)
+from autograder.reports import student_view
+
+WELCOME = course.assignment("00-welcome")
+COPIES = SourceCopies.load(WELCOME)
+SOLUTION = next(c.source for c in COPIES.source.cells if is_answer(c))
+CORRECT = """
+import asyncio
+
+async def greet(name):
+    await asyncio.sleep(0.01)
+    return f"Hello, {name}!"
+"""
+WRONG = """
+import asyncio
+
+async def greet(name):
+    await asyncio.sleep(0.01)
+    return "nope"
+"""
+HIDDEN_LINES = [  # lines only the hidden tests have: the feedback must not show them
+    line.strip()
+    for cell in COPIES.source.cells
+    if is_test(cell) and "### BEGIN HIDDEN TESTS" in cell.source
+    for line in cell.source.split("### BEGIN HIDDEN TESTS")[1].splitlines()
+    if len(line.strip()) > 20 and line.strip() not in COPIES.release.cells.__repr__()
+]
+LIMITS = Limits(cell_seconds=10, notebook_seconds=120, memory_bytes=int(1.5 * 1024**3))
+ISOLATED, _ = isolation_available()
+
+
+def answered(answer: str = CORRECT) -> nbformat.NotebookNode:
+    nb = copy.deepcopy(COPIES.release)
+    for cell in nb.cells:
+        if is_answer(cell):
+            cell.source = answer.strip()
+    return nb
+
+
+def with_cell(code: str, answer: str = CORRECT, after_answer: bool = False):
+    """The answered notebook with a cell of the student's own, before (or after) the answer."""
+    nb = answered(answer)
+    index = next(i for i, c in enumerate(nb.cells) if is_answer(c)) + after_answer
+    nb.cells.insert(index, nbformat.v4.new_code_cell(code.strip()))
+    return nb
+
+
+def text(content: str | bytes) -> Callable[[], str | bytes]:
+    return lambda: content
+
+
+def edit(change: Callable[[nbformat.NotebookNode], None], answer: str = CORRECT):
+    nb = answered(answer)
+    change(nb)
+    return nb
+
+
+def _drop_tests(nb):
+    nb.cells = [c for c in nb.cells if not is_test(c)]
+
+
+def _duplicate(nb):
+    answer_at = next(i for i, c in enumerate(nb.cells) if is_answer(c))
+    stale = copy.deepcopy(nb.cells[answer_at])
+    stale.source = WRONG.strip()
+    stale.id = "stale-copy"  # JupyterLab gives a pasted cell a new id, not new metadata
+    nb.cells.insert(answer_at, stale)  # an older, wrong copy first; the last copy counts
+    test_at = next(i for i, c in enumerate(nb.cells) if is_test(c))
+    twin = copy.deepcopy(nb.cells[test_at])
+    twin.id = "twin-test"
+    nb.cells.insert(test_at, twin)
+
+
+def _move_answer_to_end(nb):
+    answer_at = next(i for i, c in enumerate(nb.cells) if is_answer(c))
+    nb.cells.append(nb.cells.pop(answer_at))
+    nb.cells.reverse()
+
+
+def _retype(nb):
+    for cell in nb.cells:
+        if is_answer(cell):
+            cell.cell_type = "markdown"
+            cell.pop("outputs", None)
+            cell.pop("execution_count", None)
+        elif is_test(cell):
+            cell.cell_type = "raw"
+            cell.pop("outputs", None)
+            cell.pop("execution_count", None)
+
+
+def _kernelspec(nb):
+    nb.metadata["kernelspec"] = {"name": "python2", "display_name": "Python 2", "language": "py"}
+
+
+def _delete_answer(nb):
+    nb.cells = [c for c in nb.cells if not is_answer(c)]
+
+
+COURSE_FILES = [
+    WELCOME.source,
+    WELCOME.release,
+    course.MANIFEST,
+    course.ROOT / "concurrent_burgers" / "testing.py",
+]
+WRITE_EVERYWHERE = f"""
+import pathlib
+targets = {[str(p) for p in COURSE_FILES]!r} + [
+    {str(course.SOLUTIONS / "planted.txt")!r}, {str(course.WORK / "gradebook.db")!r}]
+for target in targets:
+    try:
+        pathlib.Path(target).write_text("pwned")
+        print("WROTE", target)
+    except OSError as exc:
+        print("blocked:", type(exc).__name__)
+"""
+READ_SOLUTIONS = """
+import json, pathlib
+import concurrent_burgers
+root = pathlib.Path(concurrent_burgers.__file__).resolve().parent.parent
+source = json.loads((root / "solutions/00-welcome/00-welcome.ipynb").read_text())
+exec("".join(next(c for c in source["cells"] if c.get("id") == "greet")["source"]))
+"""
+LIAR = """
+import asyncio
+
+class Liar(str):
+    def __eq__(self, other): return True
+    def __ne__(self, other): return False
+    def __hash__(self): return 0
+    def __bool__(self): return True
+
+async def greet(name):
+    await asyncio.sleep(0.01)
+    return Liar("nope")
+"""
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    make: Callable[[], object]  # a notebook, or raw file content
+    score: float | None  # None: any score, but every lost point needs a reason
+    says: str = ""  # in the notes or the messages
+
+
+CASES = [
+    Case("honest-correct", answered, 4),
+    Case("honest-wrong", lambda: answered(WRONG), 1, "wrong text"),
+    # Hangs and crashes: the cell is set aside, the exercise still counts.
+    Case("sync-infinite-loop", lambda: with_cell("while True:\n    pass"), 4, "set aside"),
+    Case(
+        "async-infinite-loop",
+        lambda: with_cell("async def spin():\n    while True:\n        pass\n\nawait spin()"),
+        4,
+        "set aside",
+    ),
+    Case(
+        "time-sleep-in-async",
+        lambda: with_cell("import time\n\nasync def nap():\n    time.sleep(3600)\n\nawait nap()"),
+        4,
+        "set aside",
+    ),
+    Case(
+        "await-never-returns",
+        lambda: with_cell("import asyncio\nawait asyncio.Event().wait()"),
+        4,
+        "set aside",
+    ),
+    Case(
+        "answer-hangs-when-tested",
+        lambda: answered("async def greet(name):\n    while True:\n        pass"),
+        0,
+        "did not finish",
+    ),
+    Case("sys-exit", lambda: with_cell("import sys\nsys.exit(3)"), 4),
+    Case("kernel-dies", lambda: with_cell("import os\nos._exit(1)"), 4, "set aside"),
+    Case("memory-error", lambda: with_cell("big = bytearray(64 * 1024**3)"), 4),
+    Case(
+        "runaway-allocation",
+        lambda: with_cell("hog = []\nwhile True:\n    hog.append(bytearray(50 * 1024**2))"),
+        None,
+    ),
+    Case(
+        "output-flood",
+        lambda: with_cell("for _ in range(100):\n    print('x' * 1_000_000)"),
+        4,
+    ),
+    # Files that are not (good) notebooks.
+    Case("corrupt-json", text('{"cells": [ oops'), 0, "broken"),
+    Case("empty-file", text(""), 0, "empty file"),
+    Case("binary-garbage", text(bytes(range(256)) * 10), 0, "not"),
+    Case("json-not-notebook", text('{"hello": "world"}'), 0, "not a Jupyter notebook"),
+    Case(
+        "other-assignment",
+        lambda: nbformat.read(course.assignment("01-waiting").source, as_version=4),
+        0,
+        "another assignment",
+    ),
+    # Cells deleted, duplicated, reordered, retyped; kernelspec changed.
+    Case("answer-deleted", lambda: edit(_delete_answer), 0, "answer cells"),
+    Case("tests-deleted", lambda: edit(_drop_tests), 4),
+    Case("cells-duplicated", lambda: edit(_duplicate), 4),
+    Case("cells-reordered", lambda: edit(_move_answer_to_end), 4),
+    Case("cells-retyped", lambda: edit(_retype), 4),
+    Case("kernelspec-changed", lambda: edit(_kernelspec), 4),
+    # Tampering earns nothing.
+    Case("forged-eq-hash-bool", lambda: answered(LIAR), 1, "wrong text"),
+    Case(
+        "patched-probes",
+        lambda: with_cell(
+            "import concurrent_burgers.testing as T\n"
+            "T.strict_equal = lambda a, b: True\nT.expect = lambda *a, **k: None\n"
+            "T.fresh = lambda: T",
+            WRONG,
+        ),
+        0,
+        "cannot be trusted",
+    ),
+    Case(
+        "patched-builtins",
+        lambda: with_cell("import builtins\nbuiltins.sorted = lambda *a, **k: []", WRONG),
+        0,
+        "builtins.sorted",
+    ),
+    Case(
+        "showtraceback-overridden",
+        lambda: with_cell(
+            "ip = get_ipython()\nip.showtraceback = lambda *a, **k: None\n"
+            "ip._showtraceback = lambda *a, **k: None\n"
+            "type(ip).showtraceback = lambda *a, **k: None",
+            WRONG,
+        ),
+        0,
+        "did not run to its end",
+    ),
+    Case(
+        "errors-swallowed",
+        lambda: with_cell(
+            "get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)", WRONG
+        ),
+        0,
+        "did not run to its end",
+    ),
+    Case(
+        "excepthook-overridden", lambda: with_cell("import sys\nsys.excepthook = print", WRONG), 1
+    ),
+    Case(
+        "patched-time",
+        lambda: with_cell(
+            "import time\ntime.sleep = lambda s: None\ntime.perf_counter = lambda: 0.0",
+            "import time\n\nasync def greet(name):\n    time.sleep(0.01)\n"
+            "    return f'Hello, {name}!'",
+        ),
+        0,
+        "time.sleep",
+    ),
+    Case("writes-course-files", lambda: with_cell(WRITE_EVERYWHERE), 4),
+    Case(
+        "reads-solutions",
+        lambda: with_cell(READ_SOLUTIONS, "raise NotImplementedError()", after_answer=True),
+        0 if ISOLATED else None,
+    ),
+]
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "absent"
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory) -> tuple[dict[str, Graded], dict[Path, str], dict[Path, str]]:
+    root = tmp_path_factory.mktemp("hostile")
+    subs = []
+    for case in CASES:
+        path = root / case.name / WELCOME.id / f"{WELCOME.id}.ipynb"
+        path.parent.mkdir(parents=True)
+        made = case.make()
+        if isinstance(made, bytes):
+            path.write_bytes(made)
+        elif isinstance(made, str):
+            path.write_text(made)
+        else:
+            nbformat.write(made, path)
+        subs.append(Submission(case.name, WELCOME, path))
+    watched = [*COURSE_FILES, course.SOLUTIONS / "planted.txt", course.WORK / "gradebook.db"]
+    before = {p: _digest(p) for p in watched}
+    isolation = Isolation().also_hiding(root) if ISOLATED else None
+    results = grade_many(subs, {WELCOME.id: COPIES}, LIMITS, workers=4, isolation=isolation)
+    graded = {g.student: g for g in results}
+    after = {p: _digest(p) for p in watched}
+    return graded, before, after
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_every_submission_gets_a_score_and_a_reason(hostile, case):
+    graded, _, _ = hostile
+    g = graded[case.name]
+    report = f"{g.score}/{g.max_score} notes={g.notes} " + " | ".join(
+        f"{t.id}: {t.points} {t.message}" for t in g.tests
+    )
+    assert g.max_score == 4 and len(g.tests) == 4, report
+    if case.score is not None:
+        assert g.score == case.score, report
+    for t in g.tests:
+        assert t.points == t.max_points or t.message, f"{t.id} lost points silently: {report}"
+    if case.says:
+        assert case.says in " ".join(g.notes + [t.message for t in g.tests]), report
+    view = student_view(g)
+    shown = nbformat.writes(view) if view is not None else ""
+    assert "_grader_guard_" not in shown
+    tests_shown = "\n".join(c.source for c in (view.cells if view else []) if is_test(c))
+    assert not [line for line in HIDDEN_LINES if line in tests_shown], "feedback shows a test"
+    assert len(shown) < 2_000_000, "feedback must stay small whatever was printed"
+
+
+def test_course_files_are_untouched(hostile):
+    """A kernel cannot write into the course, the gradebook or the instructor's folders."""
+    graded, before, after = hostile
+    if not ISOLATED:
+        pytest.skip("this machine cannot confine kernels")
+    printed = "".join(
+        out.get("text", "")
+        for cell in graded["writes-course-files"].notebook.cells
+        for out in cell.get("outputs", [])
+    )
+    assert "WROTE" not in printed and printed.count("blocked") == len(COURSE_FILES) + 2
+    for path in [WELCOME.source, WELCOME.release, course.SOLUTIONS / "planted.txt"]:
+        assert before[path] == after[path], path
+
+
+def test_solutions_are_out_of_the_kernels_reach():
+    """Say plainly whether this machine confines kernels (CI and root machines do)."""
+    if not ISOLATED:
+        pytest.skip("this machine cannot create user namespaces; kernels are not confined")
+    assert ISOLATED

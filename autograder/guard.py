@@ -4,8 +4,8 @@ The grader arms every notebook before running it:
 
 * a *guard cell* runs first, before any student code, and takes a snapshot of what the
   tests rely on: builtins, ``time``, parts of ``sys``, ``threading``, ``inspect``,
-  ``importlib.util``, ``anyio``, the course's ``testing`` module, and IPython's
-  machinery for showing errors and running cells;
+  ``importlib.util``, ``anyio``, every module of the course library and the methods of
+  its classes, and IPython's machinery for showing errors and running cells;
 * each test cell starts by comparing the kernel with that snapshot (a changed item
   fails the test and says what changed) and ends by printing a secret drawn afresh
   for every grading. A test passes only if it printed its secret and showed no error;
@@ -33,9 +33,9 @@ TAMPERED = "GradingEnvironmentChanged"
 
 _GUARD_CELL = """
 def _make_guard():
-    import builtins, importlib.util, inspect, sys, threading, time
+    import builtins, importlib, importlib.util, inspect, pkgutil, sys, threading, time
     import anyio, sniffio
-    import concurrent_burgers.testing as testing
+    import concurrent_burgers
     from IPython import get_ipython
 
     shell = get_ipython()
@@ -44,12 +44,20 @@ def _make_guard():
         any, getattr, len, list, set, sorted, type, vars, zip)
     Exception_ = Exception
     modules = {"builtins": builtins, "importlib.util": importlib.util, "inspect": inspect,
-               "threading": threading, "time": time, "anyio": anyio, "sniffio": sniffio,
-               "concurrent_burgers.testing": testing}
+               "threading": threading, "time": time, "anyio": anyio, "sniffio": sniffio}
+    for info in pkgutil.iter_modules(concurrent_burgers.__path__, "concurrent_burgers."):
+        modules[info.name] = importlib.import_module(info.name)  # props and probes
     # The kernel itself swaps builtins.input (and sys.excepthook) for every cell.
     watched = {name: {k: v for k, v in vars(m).items()
                       if not k.startswith("_") and (name, k) != ("builtins", "input")}
                for name, m in modules.items()}
+    # Methods of the course's own classes (a patched PracticeShop.pick_up, say).
+    for name, module in list(modules.items()):
+        if name.startswith("concurrent_burgers."):
+            for cls_name, cls in list(watched[name].items()):
+                if isinstance(cls, type) and cls.__module__ == name:
+                    modules[f"{name}.{cls_name}"] = cls
+                    watched[f"{name}.{cls_name}"] = dict(vars(cls))
     sys_names = ("displayhook", "stdout", "stderr", "settrace", "gettrace", "setprofile",
                  "getprofile", "modules")
     sys_items = {k: getattr(sys, k) for k in sys_names}
@@ -67,12 +75,12 @@ def _make_guard():
              "AST transformers": list(shell.ast_transformers),
              "pre-run hooks": list(shell.events.callbacks["pre_run_cell"])
              + list(shell.events.callbacks["pre_execute"])}
-    in_sys_modules = {name: sys.modules.get(name) for name in modules}
+    in_sys_modules = {name: sys.modules.get(name) for name in modules if name in sys.modules}
 
     def changes():
         found = []
         for name, module in modules.items():
-            if sys.modules.get(name) is not in_sys_modules[name]:
+            if name in in_sys_modules and sys.modules.get(name) is not in_sys_modules[name]:
                 found.append(f"the module {name} was replaced")
             now = vars_(module)
             found += [f"{name}.{k}" for k, v in watched[name].items()

@@ -359,3 +359,40 @@ def test_solutions_are_out_of_the_kernels_reach():
     if not ISOLATED:
         pytest.skip("this machine cannot create user namespaces; kernels are not confined")
     assert ISOLATED
+
+
+def _grading_processes() -> list[str]:
+    """Command lines of processes still running from some grading's working folders."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "autograder-runs-" in text:
+            found.append(text)
+    return found
+
+
+def test_nothing_is_left_running(hostile):
+    """After a batch full of hangs and crashes, no kernel or worker survives."""
+    assert _grading_processes() == []
+
+
+@pytest.mark.parametrize("confined", [True, False], ids=["confined", "not-confined"])
+def test_notebook_time_limit_stops_everything(tmp_path, confined):
+    """Past the per-notebook limit the notebook is stopped, kernel and all, and still scored."""
+    if confined and not ISOLATED:
+        pytest.skip("this machine cannot confine kernels")
+    path = tmp_path / "slow" / WELCOME.id / f"{WELCOME.id}.ipynb"
+    path.parent.mkdir(parents=True)
+    nbformat.write(with_cell("while True:\n    pass"), path)
+    limits = Limits(cell_seconds=60, notebook_seconds=4)
+    isolation = Isolation().also_hiding(tmp_path) if confined else None
+    (g,) = grade_many(
+        [Submission("slow", WELCOME, path)], {WELCOME.id: COPIES}, limits, 1, isolation
+    )
+    assert (g.score, g.max_score) == (0, 4)
+    assert "longer than 4 s" in g.notes[0]
+    assert all("longer than 4 s" in t.message for t in g.tests)
+    assert _grading_processes() == []

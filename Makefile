@@ -47,8 +47,10 @@ check: $(STAMP)
 grade: $(STAMP)
 	$(BIN)/autograder grade $(SUBMISSIONS) --out $(OUT)
 
+## Timings: grading speed per worker count, and scores stable with every core busy.
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/grading_speed.py
+	$(BIN)/python benchmarks/grade_determinism.py --runs 10
 
 ## Re-pin every installed package after changing pyproject.toml.
 lock:

@@ -8,9 +8,9 @@ Called in a freshly forked process just before it starts a kernel:
 * the folder of every other notebook being graded is covered too: only this
   notebook's own working folder stays visible;
 * a new user namespace (the kernel keeps its user id but loses every privilege
-  outside, so it cannot undo those mounts) and a new PID namespace (it cannot see
-  or signal the grader or other students' kernels; when it dies, everything it
-  started dies with it).
+  outside, so it cannot undo those mounts) and a new PID namespace with its own
+  ``/proc`` (it cannot see or signal the grader or other students' kernels; when it
+  dies, everything it started dies with it).
 
 What it does not do: limit the network, or stop writes outside the course folder and
 the covered folders. A grading machine should still run the grader as an unprivileged
@@ -29,6 +29,7 @@ CLONE_NEWPID = 0x20000000
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
+MS_NOEXEC = 8
 MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 16384
@@ -87,6 +88,9 @@ def confine(workdir: Path, read_only: list[Path], hidden: list[Path]) -> None:
     if pid:
         _, status = os.waitpid(pid, 0)
         os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    # A /proc of the new PID namespace: the grader's and other kernels' processes vanish.
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    _check(libc.mount(b"proc", b"/proc", b"proc", flags, None), "private /proc")
 
 
 def _cover(libc: ctypes.CDLL, path: Path, flags: int = 0) -> None:

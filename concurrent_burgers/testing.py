@@ -57,10 +57,10 @@ def _show_failures_plainly() -> None:
     The traceback would only show the course's own helper code, which helps no learner.
     Other exceptions keep IPython's usual display.
     """
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
+    if "IPython" not in sys.modules:
+        return  # not in a notebook (a worker process, a script): nothing to set up
+    from IPython import get_ipython
+
     shell = get_ipython()
     if shell is None or not hasattr(shell, "_showtraceback"):
         return

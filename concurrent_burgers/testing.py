@@ -32,6 +32,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any, NoReturn
 
@@ -565,12 +566,16 @@ def run_blocking(
     return _run_on_daemon_thread(what, lambda: fn(*args), timeout)
 
 
-def fresh() -> ModuleType:
-    """A new copy of this module, loaded from disk, unaffected by earlier monkeypatching."""
-    name = "concurrent_burgers._fresh_testing"
-    spec = importlib.util.spec_from_file_location(name, __file__)
+def fresh(module: str = "concurrent_burgers.testing") -> ModuleType:
+    """A new copy of a course module (this one by default), loaded from its file.
+
+    The copy is unaffected by anything an earlier cell patched on the imported module.
+    """
+    short = module.rsplit(".", 1)[-1]
+    name = f"concurrent_burgers._fresh_{short}"
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{short}.py"))
     assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    copy = importlib.util.module_from_spec(spec)
+    sys.modules[name] = copy  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(copy)
+    return copy

@@ -236,8 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers",
         type=int,
-        default=os.cpu_count() or 1,
-        help="notebooks graded at once (default: one per core)",
+        default=2 * (os.cpu_count() or 1),
+        help="notebooks graded at once (default: two per core; kernels mostly wait)",
     )
     limits(p)
     p.set_defaults(run=cmd_grade)

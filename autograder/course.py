@@ -70,8 +70,3 @@ def assignment(assignment_id: str) -> Assignment:
     except KeyError:
         known = ", ".join(assignments())
         raise UserError(f"unknown assignment {assignment_id!r}; the course has: {known}") from None
-
-
-def assignment_for_notebook(path: Path) -> Assignment:
-    """The assignment a notebook belongs to, from its file name (``01-waiting.ipynb``)."""
-    return assignment(path.stem)

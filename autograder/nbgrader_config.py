@@ -10,6 +10,7 @@ c = get_config()  # type: ignore[name-defined]  # noqa: F821
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".grading"  # gradebook, submissions and grading files: never tracked
+WORK.mkdir(exist_ok=True)  # SQLite creates the gradebook, but not its folder
 
 c.CourseDirectory.root = str(ROOT)
 c.CourseDirectory.source_directory = "solutions"

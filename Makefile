@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8888
-# nbgrader reads its configuration from autograder/ (see autograder/nbgrader_config.py).
+# nbgrader reads its configuration from autograder/ (see autograder/nbgrader_config.py)
+# and runs tools such as `alembic` from PATH: put the venv's first.
 export JUPYTER_CONFIG_DIR := $(CURDIR)/autograder
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: lab test lint format release check grade benchmark lock clean
 

@@ -20,6 +20,9 @@ c.CourseDirectory.autograded_directory = ".grading/autograded"
 c.CourseDirectory.feedback_directory = ".grading/feedback"
 c.CourseDirectory.db_url = f"sqlite:///{WORK / 'gradebook.db'}?timeout=30"
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__"]
+# A local exchange for a single machine; a JupyterHub classroom sets its shared one
+# (root-owned, mode 1777) in the instructor's own nbgrader_config.py.
+c.Exchange.root = str(WORK / "exchange")
 
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.Execute.timeout = 30

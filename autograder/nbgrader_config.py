@@ -22,7 +22,11 @@ c.CourseDirectory.db_url = f"sqlite:///{WORK / 'gradebook.db'}?timeout=30"
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__"]
 # A local exchange for a single machine; a JupyterHub classroom sets its shared one
 # (root-owned, mode 1777) in the instructor's own nbgrader_config.py.
-c.Exchange.root = str(WORK / "exchange")
+EXCHANGE = WORK / "exchange"
+if not EXCHANGE.exists():
+    EXCHANGE.mkdir()
+    EXCHANGE.chmod(0o1777)  # what nbgrader expects of an exchange: anyone may drop files
+c.Exchange.root = str(EXCHANGE)
 
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.Execute.timeout = 30

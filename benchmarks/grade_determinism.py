@@ -14,10 +14,8 @@ import argparse
 import json
 import multiprocessing
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import nbformat
@@ -26,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from autograder import course  # noqa: E402
+from benchmarks import timed_grade  # noqa: E402
 from tests.conftest import filled_in, load_samples  # noqa: E402
 
 
@@ -84,24 +83,8 @@ def main() -> int:
     try:
         for run in range(args.runs):
             out = work / f"run-{run}"
-            started = time.monotonic()
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "autograder",
-                    "grade",
-                    str(work / "submissions"),
-                    "--out",
-                    str(out),
-                    "--workers",
-                    str(args.workers),
-                ],
-                check=True,
-                stdout=subprocess.DEVNULL,
-            )
+            took = timed_grade(work / "submissions", out, args.workers)
             result = points(out)
-            took = time.monotonic() - started
             if first is None:
                 first = result
             changed = sorted(k for k in first if result.get(k) != first[k])

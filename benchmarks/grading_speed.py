@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from autograder import course  # noqa: E402
+from benchmarks import timed_grade  # noqa: E402
 
 
 def main() -> int:
@@ -37,23 +36,7 @@ def main() -> int:
         shutil.copy(assignment.source, folder / f"{assignment.id}.ipynb")
     print(f"{args.copies} notebooks of {assignment.id}")
     for workers in [int(w) for w in args.workers.split(",")]:
-        started = time.monotonic()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "autograder",
-                "grade",
-                str(work / "submissions"),
-                "--out",
-                str(work / f"out-{workers}"),
-                "--workers",
-                str(workers),
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        took = time.monotonic() - started
+        took = timed_grade(work / "submissions", work / f"out-{workers}", workers)
         print(f"workers={workers}: {took:6.1f} s in all, {took / args.copies:5.2f} s per notebook")
     shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -31,8 +31,6 @@ class Assembly:
     """The notebook to grade and what the assembly noticed about the submission."""
 
     notebook: NotebookNode
-    answers_found: int
-    answers_expected: int
     notes: list[str] = field(default_factory=list)
 
 
@@ -109,7 +107,7 @@ def assemble(source: NotebookNode, release: NotebookNode, student: NotebookNode)
     graded = nbformat.v4.new_notebook(cells=cells, metadata=copy.deepcopy(source.metadata))
     graded.metadata["kernelspec"] = dict(KERNELSPEC)
     found = sum(1 for a in answer_ids if a in kept)
-    assembly = Assembly(graded, answers_found=found, answers_expected=len(answer_ids))
+    assembly = Assembly(graded)
     if answer_ids and not found:
         assembly.notes.append(
             "None of this assignment's answer cells were found in the submitted notebook: "

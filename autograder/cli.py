@@ -6,12 +6,11 @@ Also reachable as ``python -m autograder``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
-from autograder import course
+from autograder import course, hints
 from autograder.course import Assignment, UserError
 
 # Heavy imports (nbgrader, nbclient, nbconvert) happen inside the commands, so that
@@ -150,31 +149,11 @@ def cmd_grade(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- check
 
 
-def _hint_state() -> dict[str, int]:
-    try:
-        return json.loads(course.HINT_STATE.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _save_hint_state(state: dict[str, int]) -> None:
-    course.HINT_STATE.parent.mkdir(parents=True, exist_ok=True)
-    course.HINT_STATE.write_text(json.dumps(state))
-
-
-def next_hint(assignment: Assignment, advance: bool) -> str:
-    """The first hint, or (with ``advance``) the one after the last shown."""
-    state = _hint_state()
-    shown = state.get(assignment.id, 0)
-    index = min(shown, len(assignment.hints) - 1) if advance else 0
-    state[assignment.id] = max(shown, index + 1)
-    _save_hint_state(state)
-    return f"Hint {index + 1} of {len(assignment.hints)}: {assignment.hints[index]}"
-
-
 def cmd_check(args: argparse.Namespace) -> int:
     path = _notebook(args.notebook)
     assignment = _assignment_of(path)
+    if args.hint_reset:
+        hints.reset(path)
     from autograder.grading import Isolation, Submission, grade_many, isolation_available
     from autograder.reports import table
 
@@ -184,14 +163,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     isolation = Isolation() if isolation_available()[0] else None
     (graded,) = grade_many([sub], copies, _limits(args), 1, isolation)
     print(table(graded))
-    full = graded.score == graded.max_score
-    if full:
+    failing = [t for t in graded.tests if t.points < t.max_points]
+    if not failing:
         print("\nFull marks. Well done!")
-    elif assignment.hints:
-        print("\n" + next_hint(assignment, advance=args.hint))
-        if not args.hint:
-            print("(Run again with --hint for the next hint.)")
-    return 0 if full else 1
+        return 0
+    first = failing[0]
+    ladder = hints.ladder_for(assignment, first.id, first.message)
+    if ladder is not None:
+        print(f"\nFirst failing test: {first.id}")
+        print(hints.show(path, ladder, climb=args.hint))
+        print("(Run again with --hint for the next hint on this test; --hint-reset starts over.)")
+    return 1
 
 
 # --------------------------------------------------------------------------- main
@@ -244,7 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="grade one notebook against the hidden tests")
     p.add_argument("notebook", help="path of your notebook")
-    p.add_argument("--hint", action="store_true", help="show the next hint")
+    p.add_argument(
+        "--hint", action="store_true", help="climb one rung of the first failing test's hints"
+    )
+    p.add_argument(
+        "--hint-reset", action="store_true", help="forget the hints shown for this notebook"
+    )
     limits(p)
     p.set_defaults(run=cmd_check)
     return parser

@@ -17,12 +17,25 @@ SOLUTIONS = ROOT / "solutions"
 NOTEBOOKS = ROOT / "notebooks"
 WORK = ROOT / ".grading"
 MANIFEST = AUTOGRADER / "exercises.toml"
-# Which hint `autograder check --hint` showed last, per assignment.
+# How far `autograder check --hint` climbed each hint ladder, per notebook file.
 HINT_STATE = Path(os.environ.get("AUTOGRADER_HINT_STATE", WORK / "hints.json"))
 
 
 class UserError(Exception):
     """A problem with what the user asked for, reported as one clear line."""
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """Progressive hints for one exercise or one misconception (see :mod:`.hints`).
+
+    Rung 1 names the idea and the section to reread, rung 2 gives the approach in
+    words, rung 3 at most a fragment of code, never the solution.
+    """
+
+    key: str
+    title: str
+    rungs: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -33,7 +46,7 @@ class Assignment:
     title: str
     objectives: tuple[str, ...]
     contract: str
-    hints: tuple[str, ...]
+    ladders: dict[str, Ladder]
 
     @property
     def source(self) -> Path:
@@ -51,6 +64,7 @@ def assignments() -> dict[str, Assignment]:
     """Every assignment in the manifest, by id, in course order."""
     with MANIFEST.open("rb") as f:
         data = tomllib.load(f)
+    common = data.get("ladder", {})  # misconceptions every notebook can meet
     found = {}
     for entry in data["assignment"]:
         found[entry["id"]] = Assignment(
@@ -58,7 +72,10 @@ def assignments() -> dict[str, Assignment]:
             title=entry["title"],
             objectives=tuple(entry["objectives"]),
             contract=entry["contract"].strip(),
-            hints=tuple(entry["hints"]),
+            ladders={
+                key: Ladder(key, ladder["title"], tuple(ladder["rungs"]))
+                for key, ladder in {**common, **entry.get("ladder", {})}.items()
+            },
         )
     return found
 

@@ -59,6 +59,14 @@ class CappedClient(NotebookClient):
         return None
 
 
+def ran_out_of_time(reason: str) -> bool:
+    """Whether a cell was set aside for running past the cell limit (see :func:`_run_once`)."""
+    return reason.startswith(_TIMED_OUT)
+
+
+_TIMED_OUT = "This cell was stopped: it was still running after"
+
+
 def _set_aside_output(reason: str) -> NotebookNode:
     return nbformat.v4.new_output("error", ename=SET_ASIDE, evalue=reason, traceback=[reason])
 
@@ -169,9 +177,8 @@ def _run_once(
         client.execute(env=_kernel_env(workdir), stdout=quiet, stderr=quiet)
     except CellTimeoutError:
         return current["index"], (
-            f"This cell was stopped: it was still running after {limits.cell_seconds:.0f} "
-            "seconds. Look for an await that never returns, a loop that never ends, or "
-            "time.sleep inside async code."
+            f"{_TIMED_OUT} {limits.cell_seconds:.0f} seconds. Look for an await that never "
+            "returns, a loop that never ends, or time.sleep inside async code."
         )
     except DeadKernelError:
         return current["index"], (

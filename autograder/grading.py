@@ -30,7 +30,7 @@ from nbformat import NotebookNode
 from autograder import guard, sandbox
 from autograder.assemble import assemble, grade_id, is_test
 from autograder.course import ROOT, SOLUTIONS, WORK, Assignment
-from autograder.execute import SET_ASIDE, Limits, run_notebook
+from autograder.execute import SET_ASIDE, Limits, ran_out_of_time, run_notebook
 
 MAX_SUBMISSION_BYTES = 50 * 1024**2
 
@@ -100,6 +100,9 @@ class Graded:
     notes: list[str] = field(default_factory=list)
     notebook: NotebookNode | None = None
     seconds: float = 0.0
+    # A cell or the whole notebook ran past its time limit: on a busy machine that may be
+    # the machine's fault, not the student's (see _supervise).
+    out_of_time: bool = False
 
     @property
     def score(self) -> float:
@@ -231,6 +234,7 @@ def grade_in_this_process(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     graded = Graded(sub.student, sub.assignment.id, score(executed, copies, secret), assembly.notes)
+    graded.out_of_time = any(ran_out_of_time(reason) for reason in set_aside.values())
     if -1 in set_aside:
         graded.notes.append(set_aside[-1])
     elif set_aside:
@@ -273,6 +277,8 @@ class _Running:
     conn: Connection
     deadline: float
     kernels: list[int] = field(default_factory=list)
+    # How many other notebooks were being graded at some moment while this one ran.
+    company: int = 0
 
 
 def grade_many(
@@ -298,6 +304,37 @@ def _supervise(
     isolation: Isolation | None,
     runs: Path,
 ) -> Iterator[Graded]:
+    """Grade ``subs``, ``workers`` at a time.
+
+    A notebook that ran out of time (a cell or the whole notebook) while other notebooks
+    were being graded is not scored yet: once the rest are done it is graded again,
+    alone, and that result counts. A busy machine must never cost a student marks.
+    """
+    retry: list[tuple[Submission, int]] = []
+    for graded, job in _fan_out(subs, copies, limits, workers, isolation, runs):
+        if graded.out_of_time and job.company:
+            retry.append((job.sub, job.company))
+        else:
+            yield graded
+    for sub, company in retry:
+        for graded, _ in _fan_out([sub], copies, limits, 1, isolation, runs):
+            graded.notes.append(
+                f"Graded again, alone: the first time it ran out of time while "
+                f"{company} other notebook(s) were being graded on this machine. "
+                "This result is the one that counts."
+            )
+            yield graded
+
+
+def _fan_out(
+    subs: list[Submission],
+    copies: dict[str, SourceCopies],
+    limits: Limits,
+    workers: int,
+    isolation: Isolation | None,
+    runs: Path,
+) -> Iterator[tuple[Graded, _Running]]:
+    """Each submission's result with the job that produced it, as they finish."""
     ctx = multiprocessing.get_context("fork")
     queue = subs[::-1]
     running: dict[int, _Running] = {}
@@ -313,6 +350,8 @@ def _supervise(
             child_end.close()
             deadline = time.monotonic() + limits.notebook_seconds
             running[parent_end.fileno()] = _Running(sub, process, parent_end, deadline)
+            for job in running.values():
+                job.company = max(job.company, len(running) - 1)
         timeout = max(0.0, min(r.deadline for r in running.values()) - time.monotonic())
         ready = wait([r.conn for r in running.values()], timeout=timeout)
         for conn in ready:
@@ -327,25 +366,30 @@ def _supervise(
             del running[conn.fileno()]
             _stop(job)
             if kind == "done":
-                yield payload
+                yield payload, job
             else:
-                yield _blank(
-                    job.sub,
-                    copies[job.sub.assignment.id],
-                    "The grader's worker for this "
-                    "notebook died unexpectedly (out of memory?); no test could be scored.",
+                yield (
+                    _blank(
+                        job.sub,
+                        copies[job.sub.assignment.id],
+                        "The grader's worker for this "
+                        "notebook died unexpectedly (out of memory?); no test could be scored.",
+                    ),
+                    job,
                 )
         now = time.monotonic()
         for key, job in list(running.items()):
             if now >= job.deadline:
                 del running[key]
                 _stop(job)
-                yield _blank(
+                graded = _blank(
                     job.sub,
                     copies[job.sub.assignment.id],
                     f"Grading this notebook took longer than {limits.notebook_seconds:.0f} s "
                     "and was stopped; no test could be scored.",
                 )
+                graded.out_of_time = True
+                yield graded, job
 
 
 def _stop(job: _Running) -> None:

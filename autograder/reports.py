@@ -8,7 +8,6 @@ import html
 import json
 import re
 import shutil
-import textwrap
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from nbgrader.preprocessors import ClearHiddenTests
 
 from autograder.assemble import is_test
 from autograder.grading import Graded
+from autograder.hints import wrap
 
 _BODY = re.compile(r"<body[^>]*>")
 
@@ -127,7 +127,7 @@ def _wrap(text: str, width: int) -> list[str]:
     out: list[str] = []
     for line in text.splitlines() or [""]:
         indent = len(line) - len(line.lstrip())
-        out.extend(textwrap.wrap(line, width, subsequent_indent=" " * (indent + 2)) or [""])
+        out.extend(wrap(line, width, indent=" " * (indent + 2)).splitlines() or [""])
     return out
 
 

@@ -9,9 +9,16 @@ Hidden tests measure concurrency by instrumentation, never with a stopwatch:
 * :class:`Heartbeat` ticks on the event loop and proves the loop stayed free;
 * :class:`EventLog` records who did what, on which thread and process, in order;
 * :class:`BlockingSleepSpy` notices ``time.sleep`` called on a running event loop;
+* :class:`LoopBlockWatch` stops learner code at the first blocking call it makes on the
+  event loop's thread (``time.sleep``, ``Event.wait``, ``Future.result``, a blocking
+  socket, ...), so blocking the loop is a fact of the code, never a matter of timing;
 * :func:`run_async` and :func:`run_blocking` run a learner's code on a daemon thread
   with a time limit, so a busy loop or an ``await`` that never returns fails one test
   within seconds instead of hanging the notebook.
+
+Verdicts never depend on which of two clocks fires first. A correct answer never
+reaches a fallback; a blocking call is stopped before it waits at all, whatever its
+duration; the hang limit is far above any wait an exercise allows.
 
 The module imports nothing from the rest of the package: :func:`fresh` loads a new
 copy of it straight from disk, so a test cell is not fooled by a probe that an
@@ -20,13 +27,17 @@ earlier cell replaced.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import importlib.util
 import inspect
 import math
 import os
 import reprlib
+import select
+import socket
 import sys
+import sysconfig
 import threading
 import time
 import warnings
@@ -41,7 +52,9 @@ import sniffio
 
 # Hang guards. These limits never decide whether an answer is right: a correct answer
 # finishes in milliseconds, and only a wrong one (sequential, hung, busy) ever reaches them.
-HANG_LIMIT = 5.0
+# The hang limit is well above any wait an exercise lets a correct answer make (up to 5 s),
+# so "finished" and "did not finish" never race.
+HANG_LIMIT = 10.0
 GATE_FALLBACK = 2.0
 
 
@@ -81,20 +94,53 @@ def _show_failures_plainly() -> None:
 _show_failures_plainly()
 
 
-def fail(summary: str, *, expected: str, happened: str, hint: str = "") -> NoReturn:
-    """Raise :class:`ExerciseFailure` with the course's three-part message."""
+HINTS_LINE = "  More help: "
+
+
+def fail(
+    summary: str, *, expected: str, happened: str, hint: str = "", topic: str = ""
+) -> NoReturn:
+    """Raise :class:`ExerciseFailure` with the course's three-part message.
+
+    ``topic`` names the misconception this failure detected (a key of the assignment's
+    hint ladders in ``autograder/exercises.toml``); ``autograder check --hint`` then
+    climbs that ladder. Without it, the ladder of the failing test's exercise is used.
+    """
     __tracebackhide__ = True
     lines = [summary, f"  Expected: {expected}", f"  Happened: {happened}"]
     if hint:
         lines.append(f"  Hint: {hint}")
+    if topic:
+        lines.append(f"{HINTS_LINE}`make check` then `--hint` (topic: {topic})")
     raise ExerciseFailure("\n".join(lines))
 
 
-def expect(condition: bool, summary: str, *, expected: str, happened: str, hint: str = "") -> None:
+def topic_of(message: str) -> str:
+    """The misconception a failure message names (see :func:`fail`), or ""."""
+    for line in message.splitlines():
+        if line.startswith(HINTS_LINE) and "(topic: " in line:
+            return line.rsplit("(topic: ", 1)[1].rstrip(")")
+    return ""
+
+
+def expect(
+    condition: bool,
+    summary: str,
+    *,
+    expected: str,
+    happened: str,
+    hint: str = "",
+    topic: str = "",
+) -> None:
     """Fail with the course's message unless ``condition`` is exactly ``True``."""
     __tracebackhide__ = True
     if condition is not True:
-        fail(summary, expected=expected, happened=happened, hint=hint)
+        fail(summary, expected=expected, happened=happened, hint=hint, topic=topic)
+
+
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """``"1 order"``, ``"3 orders"``: a count with its noun in the right number."""
+    return f"{count} {one if count == 1 else (many or one + 's')}"
 
 
 _PLAIN_SCALARS = (str, int, float, bool, bytes, type(None))
@@ -458,6 +504,171 @@ class BlockingSleepSpy:
             time.sleep = self._original
 
 
+# --------------------------------------------------------------------------- blocking calls
+
+
+class LoopBlocked(BaseException):
+    """Raised into learner code at a blocking call on the event loop's thread.
+
+    A ``BaseException``, so that a plain ``except Exception`` in the learner's code does
+    not swallow it; the verdict comes from :attr:`LoopBlockWatch.blocked` in any case.
+    """
+
+
+@dataclass(frozen=True)
+class BlockingCall:
+    """A blocking call made on the event loop's thread: what was called, and from where."""
+
+    call: str
+    function: str
+    line: int
+
+    def describe(self) -> str:
+        return f"`{self.function}` called {self.call} (line {self.line} of its cell)"
+
+
+def _library_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    dirs = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    dirs.add(str(Path(__file__).resolve().parent))  # the course's props block like a library
+    return tuple(sorted(os.path.join(d, "") for d in dirs))
+
+
+_LIBRARY_DIRS = _library_dirs()
+# Code that may wait briefly on the loop's thread by design: the event loops themselves
+# (their selector), the kernel's output streams, and starting a thread.
+_FRAMEWORK_PARTS = (
+    *(f"{os.sep}{part}{os.sep}" for part in ("asyncio", "anyio", "trio", "sniffio", "outcome")),
+    *(f"{os.sep}{part}{os.sep}" for part in ("ipykernel", "IPython")),
+    f"{os.sep}nest_asyncio.py",
+)
+_ALLOWED_CODE = {threading.Thread.start.__code__}
+_CONDITION_WAIT = threading.Condition.wait.__code__
+_BLOCKING_FUNCTIONS = {
+    "time.sleep",
+    "select.select",
+    "posix.system",
+    "posix.wait",
+    "posix.waitpid",
+    "posix.read",
+    "builtins.input",
+    "_socket.getaddrinfo",
+    "_socket.gethostbyname",
+}
+_SOCKET_WAITS = {"recv", "recv_into", "recvfrom", "accept", "connect", "send", "sendall"}
+_POLLERS = (type(select.poll()), *([select.epoll] if hasattr(select, "epoll") else []))
+_LOCK_TYPE = type(threading.Lock())
+_TAKEN_LOCK = "Lock.acquire on a lock that is taken"
+# Libraries probe taken locks without waiting (acquire(False)); only these callers wait.
+_LOCK_WAITERS = {threading.Thread._wait_for_tstate_lock.__code__}
+
+
+def _blocking_c_call(function: Any) -> str | None:
+    """The name of a C function that would block the calling thread, else None."""
+    owner = getattr(function, "__self__", None)
+    name = getattr(function, "__name__", "")
+    if isinstance(owner, ModuleType):
+        qualified = f"{owner.__name__}.{name}"
+        return qualified.replace("posix.", "os.") if qualified in _BLOCKING_FUNCTIONS else None
+    if type(owner) is _LOCK_TYPE and name == "acquire" and owner.locked():
+        return _TAKEN_LOCK
+    if isinstance(owner, socket.socket) and name in _SOCKET_WAITS and owner.gettimeout() != 0:
+        return f"socket.{name} on a blocking socket"
+    if isinstance(owner, _POLLERS) and name == "poll":
+        return f"{type(owner).__name__}.poll"
+    return None
+
+
+def _public_name(frame: Any) -> str:
+    """How the learner would write the library call that ``frame`` runs."""
+    module = frame.f_globals.get("__name__", "").split("._")[0].replace("posix", "os")
+    name = frame.f_code.co_qualname
+    if name.endswith(".__exit__"):
+        owner = type(frame.f_locals.get("self")).__name__
+        return f"the end of a `with {owner}(...)` block, which waits for its workers,"
+    return f"{module}.{name}"
+
+
+def _learner_frame(frame: Any) -> tuple[Any, Any] | None:
+    """(the learner's frame, the library frame it called) that led to a blocking call.
+
+    None when the nearest responsible code is an event loop or another framework
+    that waits by design (see ``_FRAMEWORK_PARTS``).
+    """
+    called = None
+    while frame is not None:
+        code = frame.f_code
+        if code in _ALLOWED_CODE:
+            return None
+        filename = code.co_filename
+        if any(part in filename for part in _FRAMEWORK_PARTS):
+            return None
+        if not filename.startswith(_LIBRARY_DIRS):
+            return frame, called
+        called = frame
+        frame = frame.f_back
+    return None
+
+
+class LoopBlockWatch:
+    """Stops learner code at the first blocking call on the event loop's thread.
+
+    Installed with ``sys.setprofile`` on the thread that runs the loop (by
+    :func:`run_async`), it sees every call made there. A call that would block the
+    thread (``time.sleep``, a ``threading`` wait such as ``Event.wait``, ``Queue.get``,
+    ``Future.result`` or ``Thread.join``, a blocking socket, ``select``, ``os.system``)
+    and that the learner's code made, directly or through a library, is recorded in
+    :attr:`blocked` and never performed: :class:`LoopBlocked` is raised in its place.
+    So a blocking answer fails the same way whether it would have blocked for a
+    millisecond or for a minute. Waits inside the event loop itself, AnyIO, Trio and
+    the kernel's output streams are theirs by design and let through.
+    """
+
+    def __init__(self) -> None:
+        self.blocked: BlockingCall | None = None
+        self.switched_off = False
+
+    def profile(self, frame: Any, event: str, arg: Any) -> None:
+        if event == "c_call":
+            try:
+                call = _blocking_c_call(arg)
+            except Exception:  # an odd object's attributes; never break the learner's call
+                return
+            if call == _TAKEN_LOCK and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+                if frame.f_code not in _LOCK_WAITERS:
+                    return
+            if call is None:
+                return
+            start = frame
+        elif event == "call" and frame.f_code is _CONDITION_WAIT:
+            timeout = frame.f_locals.get("timeout")
+            if timeout is not None and timeout <= 0:
+                return  # a poll, not a wait (Semaphore.acquire(timeout=0) does this)
+            call, start = "", frame.f_back
+        else:
+            return
+        found = _learner_frame(start)
+        if found is None or self.blocked is not None:
+            return
+        learner, called = found
+        if called is not None and (not call or called is not start):
+            call = _public_name(called)
+        self.blocked = BlockingCall(call, learner.f_code.co_qualname, learner.f_lineno)
+        raise LoopBlocked(f"{self.blocked.describe()} on the event loop's thread")
+
+    def run(self, target: Callable[[], Any]) -> Any:
+        """Call ``target()`` on this thread with the watch on."""
+        hook = self.profile  # one bound method: each attribute access makes a new one
+        sys.setprofile(hook)
+        try:
+            return target()
+        finally:
+            # A profile function that raised is switched off by Python itself; one that
+            # is gone without having raised was switched off by the learner's code.
+            self.switched_off = self.blocked is None and sys.getprofile() is not hook
+            sys.setprofile(None)
+
+
 # --------------------------------------------------------------------------- runner
 
 
@@ -470,22 +681,60 @@ class Outcome:
     error: BaseException | None = None
     timed_out: bool = False
     warnings: list[str] = field(default_factory=list)
+    blocked: BlockingCall | None = None
+    watch_switched_off: bool = False
+    # When the run did not finish: what its thread was doing at the time limit.
+    stuck_in: str = ""
 
     @property
     def never_awaited(self) -> list[str]:
         """Messages of "coroutine ... was never awaited" warnings raised during the run."""
         return [w for w in self.warnings if "was never awaited" in w]
 
-    def result(self) -> Any:
-        """The value, or a learner-facing failure if the code hung or raised."""
+    def check_loop_free(self) -> None:
+        """Fail if the learner's code blocked the event loop's thread (or hid from the watch)."""
         __tracebackhide__ = True
+        if self.blocked is not None:
+            fail(
+                f"{self.what} blocked the event loop.",
+                expected="every wait inside async code to be an `await`, so that the loop "
+                "runs other tasks meanwhile",
+                happened=f"{self.blocked.describe()} on the event loop's thread; the test "
+                "stopped it there, since while it blocks, no other task can run",
+                hint="a blocking call inside async def freezes every task; await the async "
+                "version instead, or move blocking work to a worker thread.",
+                topic="blocks-the-loop",
+            )
+        if self.watch_switched_off:
+            fail(
+                f"{self.what} switched off the test's watch on the event loop.",
+                expected="your code to leave sys.setprofile alone",
+                happened="the profile function that watches for blocking calls was removed",
+            )
+
+    def result(self) -> Any:
+        """The value, or a learner-facing failure if the code hung, blocked or raised."""
+        __tracebackhide__ = True
+        self.check_loop_free()
         if self.timed_out:
+            if self.stuck_in:
+                fail(
+                    f"{self.what} never gave the event loop a turn.",
+                    expected="every wait inside async code to be an `await`",
+                    happened=f"after {HANG_LIMIT:.0f} seconds it was still running "
+                    f"`{self.stuck_in}` without ever awaiting: a busy loop holds the "
+                    "loop's thread, and no other task can run",
+                    hint="inside a loop that waits for something, await on every turn "
+                    "(the thing you wait for can only happen while you await).",
+                    topic="busy-wait",
+                )
             fail(
                 f"{self.what} did not finish.",
                 expected=f"{self.what} to finish in well under {HANG_LIMIT:.0f} seconds",
-                happened="it was still running when the time limit ran out",
-                hint="look for an await that can never return, a loop that never awaits, "
-                "or time.sleep inside async code (it freezes the event loop).",
+                happened="it was still waiting when the time limit ran out: something it "
+                "awaited never happened",
+                hint="look for an await on something that nobody will ever finish or set.",
+                topic="never-returns",
             )
         if self.error is not None:
             err = self.error
@@ -520,13 +769,39 @@ def _close_unawaited(outcome: Outcome) -> None:
             value.close()
 
 
-def _run_on_daemon_thread(what: str, target: Callable[[], Any], timeout: float) -> Outcome:
+class _Stopped(BaseException):
+    """Raised into a runner thread that is still busy at the time limit."""
+
+
+def _stuck_in(thread: threading.Thread) -> str:
+    """The learner's function a thread is executing right now, or "" if it is idle.
+
+    Idle means waiting inside a library (an event loop's selector, a lock): the code
+    awaits something that never comes. Busy means running learner code: a loop that
+    never awaits.
+    """
+    frame = sys._current_frames().get(thread.ident or -1)
+    if frame is None or frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+        return ""
+    return frame.f_code.co_qualname
+
+
+def _stop(thread: threading.Thread) -> None:
+    """Ask a busy thread to stop (at its next bytecode), so it stops eating the CPU."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread.ident or 0), ctypes.py_object(_Stopped)
+    )
+
+
+def _run_on_daemon_thread(
+    what: str, target: Callable[[], Any], timeout: float, watch: LoopBlockWatch | None = None
+) -> Outcome:
     outcome = Outcome(what)
     done = threading.Event()
 
     def runner() -> None:
         try:
-            outcome.value = target()
+            outcome.value = target() if watch is None else watch.run(target)
             _close_unawaited(outcome)
         except BaseException as exc:  # the learner's code may raise anything, SystemExit too
             outcome.error = exc
@@ -539,8 +814,16 @@ def _run_on_daemon_thread(what: str, target: Callable[[], Any], timeout: float) 
         thread.start()
         if not done.wait(timeout):
             outcome.timed_out = True
+            outcome.stuck_in = _stuck_in(thread)
+            if outcome.stuck_in:
+                _stop(thread)
+                done.wait(0.5)
         gc.collect()  # finalise never-awaited coroutines now, while warnings are recorded
     outcome.warnings += [str(w.message) for w in caught]
+    if watch is not None:
+        outcome.blocked = watch.blocked
+        # Stopping a busy thread can land inside the watch itself, which switches it off.
+        outcome.watch_switched_off = watch.switched_off and not outcome.timed_out
     return outcome
 
 
@@ -550,13 +833,26 @@ def run_async(
     what: str = "your code",
     backend: str = "asyncio",
     timeout: float = HANG_LIMIT,
+    allow_blocking: bool = False,
 ) -> Outcome:
     """Run ``async_fn(*args)`` on a new event loop in a daemon thread, within ``timeout``.
 
     The kernel's own loop is untouched; a hang fails the calling test and leaves the
-    thread behind, so the notebook's later cells still run.
+    thread behind, so the notebook's later cells still run. The first blocking call the
+    learner's code makes on the loop's thread is stopped (see :class:`LoopBlockWatch`),
+    and the test fails at once with a message that names it, before anything else is
+    checked. ``allow_blocking`` turns that off, for exercises whose contract is to
+    block (a synchronous ``run_sync`` called from a coroutine, say).
     """
-    return _run_on_daemon_thread(what, lambda: anyio.run(async_fn, *args, backend=backend), timeout)
+    outcome = _run_on_daemon_thread(
+        what,
+        lambda: anyio.run(async_fn, *args, backend=backend),
+        timeout,
+        None if allow_blocking else LoopBlockWatch(),
+    )
+    __tracebackhide__ = True
+    outcome.check_loop_free()
+    return outcome
 
 
 def run_blocking(

@@ -109,14 +109,44 @@ def test_grade_a_class(tmp_path):
 
 
 def test_check_full_marks_and_hints(tmp_path):
-    """check exits 0 at full marks; otherwise 1, with the first hint, then the next."""
+    """check exits 0 at full marks; otherwise 1, with rung 1 of the first failing test's
+    ladder; --hint climbs that ladder, per notebook file; --hint-reset starts over."""
     good = run("check", str(WELCOME.source), tmp_path=tmp_path)
     assert good.returncode == 0, good.stdout + good.stderr
     assert "Full marks" in good.stdout and "greet_lets_others_run" in good.stdout
 
+    ladder = WELCOME.ladders["greet"]
     blank = run("check", str(WELCOME.release), tmp_path=tmp_path)
     assert blank.returncode == 1
     assert "not written yet" in blank.stdout
-    assert f"Hint 1 of {len(WELCOME.hints)}" in blank.stdout
+    assert "First failing test: greet_visible" in blank.stdout
+    assert f"Hint 1 of 3 ({ladder.title})" in blank.stdout
     more = run("check", "--hint", str(WELCOME.release), tmp_path=tmp_path)
-    assert f"Hint 2 of {len(WELCOME.hints)}" in more.stdout
+    assert f"Hint 2 of 3 ({ladder.title})" in more.stdout
+
+    # Another copy of the same notebook has its own ladder state.
+    copy = tmp_path / "copy" / "00-welcome.ipynb"
+    copy.parent.mkdir()
+    copy.write_bytes(WELCOME.release.read_bytes())
+    other = run("check", "--hint", str(copy), tmp_path=tmp_path)
+    assert "Hint 1 of 3" in other.stdout
+    again = run("check", "--hint", str(WELCOME.release), tmp_path=tmp_path)
+    assert "Hint 3 of 3" in again.stdout
+    reset = run("check", "--hint-reset", str(WELCOME.release), tmp_path=tmp_path)
+    assert "Hint 1 of 3" in reset.stdout
+
+
+def test_make_check_below_full_marks_is_not_a_make_error(tmp_path):
+    """`make check` on an unfinished notebook prints the table, and no "Error 1" from make."""
+    env = dict(os.environ, AUTOGRADER_HINT_STATE=str(tmp_path / "hints.json"))
+    result = subprocess.run(
+        ["make", "--no-print-directory", "check", f"NB={WELCOME.release}"],
+        cwd=course.ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "not written yet" in result.stdout
+    assert "Error" not in result.stdout + result.stderr

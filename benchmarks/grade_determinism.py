@@ -1,11 +1,13 @@
-"""Grade the same submissions again and again with every core busy: scores must not move.
+"""Grade the same submissions again and again with every core busy: verdicts must not move.
 
     .venv/bin/python benchmarks/grade_determinism.py --runs 10
     .venv/bin/python benchmarks/grade_determinism.py --runs 2 --only 00-welcome   # CI
 
-The set is every assignment's solution, its student copy and its sample submissions
-(tests/samples). While grading runs, one busy-looping process per core competes for the
-CPU. Exits 1 and shows the difference if any test's points differ between runs.
+The set is every assignment's solution, its student copy, its sample submissions and its
+boundary variants (tests/samples: ``[[boundary]]`` entries that block or sleep for 0.5,
+1, 2, 5 and 30 s). While grading runs, one busy-looping process per core competes for
+the CPU. Exits 1 and shows the difference if any test's points or message differ
+between runs.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from autograder import course  # noqa: E402
 from benchmarks import timed_grade  # noqa: E402
-from tests.conftest import filled_in, load_samples  # noqa: E402
+from tests.conftest import filled_in, load_boundaries, load_samples  # noqa: E402
 
 
 def burn() -> None:
@@ -49,15 +51,19 @@ def build(root: Path, only: list[str]) -> int:
         add("solution", a.id, nbformat.read(a.source, as_version=4))
         add("blank", a.id, nbformat.read(a.release, as_version=4))
         release = nbformat.read(a.release, as_version=4)
-        for sample in load_samples():
+        for sample in load_samples() + load_boundaries():
             if sample.assignment == a.id:
                 add(f"sample-{sample.name}", a.id, filled_in(release, sample.answers))
     return count
 
 
-def points(out: Path) -> dict[str, list[float]]:
+def verdicts(out: Path) -> dict[str, list[tuple[float, str]]]:
+    """Each notebook's tests as (points, message)."""
     data = json.loads((out / "grades.json").read_text())
-    return {f"{g['student']}/{g['assignment']}": [t["points"] for t in g["tests"]] for g in data}
+    return {
+        f"{g['student']}/{g['assignment']}": [(t["points"], t["message"]) for t in g["tests"]]
+        for g in data
+    }
 
 
 def main() -> int:
@@ -78,13 +84,15 @@ def main() -> int:
         ]
         for b in burners:
             b.start()
-    first: dict[str, list[float]] | None = None
+    first: dict[str, list[tuple[float, str]]] | None = None
+    seconds = []
     differences = 0
     try:
         for run in range(args.runs):
             out = work / f"run-{run}"
             took = timed_grade(work / "submissions", out, args.workers)
-            result = points(out)
+            seconds.append(took)
+            result = verdicts(out)
             if first is None:
                 first = result
             changed = sorted(k for k in first if result.get(k) != first[k])
@@ -99,7 +107,18 @@ def main() -> int:
     finally:
         for b in burners:
             b.kill()
-    print("identical scores in every run" if not differences else f"{differences} differences")
+    assert first is not None
+    for key in sorted(first):
+        score = sum(points for points, _ in first[key])
+        print(f"   {key}: {score:g}")
+    print(
+        f"{len(first)} notebooks x {args.runs} runs, {min(seconds):.0f}-{max(seconds):.0f} s a run"
+    )
+    print(
+        "identical verdicts and messages in every run"
+        if not differences
+        else f"{differences} differences"
+    )
     return 1 if differences else 0
 
 

@@ -66,6 +66,30 @@ def load_samples() -> list[Sample]:
     return samples
 
 
+BOUNDARY_SECONDS = (0.5, 1, 2, 5, 30)
+
+
+def load_boundaries() -> list[Sample]:
+    """The ``[[boundary]]`` entries of tests/samples, one sample per waiting time.
+
+    Each blocks or sleeps for ``{seconds}``; they feed the determinism benchmark, which
+    checks that every one of them gets the same verdicts and messages on every run.
+    """
+    found = []
+    for path in sorted(SAMPLES.glob("*.toml")):
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+        for entry in data.get("boundary", []):
+            for seconds in BOUNDARY_SECONDS:
+                answers = {
+                    k: v.replace("{seconds}", str(seconds)) for k, v in entry["answers"].items()
+                }
+                found.append(
+                    Sample(path.stem, f"{entry['name']}-{seconds}s", "", answers, None, (), "")
+                )
+    return found
+
+
 def filled_in(release: nbformat.NotebookNode, answers: dict[str, str]) -> nbformat.NotebookNode:
     """The student copy with the given answer cells replaced, as a student would submit it."""
     nb = copy.deepcopy(release)

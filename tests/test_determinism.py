@@ -1,4 +1,4 @@
-"""Grading twice with both cores busy gives identical points (benchmarks/grade_determinism.py
+"""Grading twice with both cores busy gives identical verdicts and messages (benchmarks/grade_determinism.py
 runs the long version)."""
 
 import subprocess
@@ -16,4 +16,4 @@ def test_same_scores_with_cores_busy():
         timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "identical scores in every run" in result.stdout
+    assert "identical verdicts and messages in every run" in result.stdout

@@ -1,5 +1,5 @@
-"""Grading twice with both cores busy gives identical verdicts and messages (benchmarks/grade_determinism.py
-runs the long version)."""
+"""Grading twice with both cores busy gives identical verdicts and messages
+(benchmarks/grade_determinism.py runs the long version)."""
 
 import subprocess
 import sys

@@ -54,7 +54,7 @@ from pathlib import Path
 BWRAP = "bwrap"
 # The /etc files a Python kernel reads: the dynamic linker's cache, name-service
 # switch and hosts (so "localhost" resolves; no resolv.conf, so nothing else does),
-# time zone and locale aliases. Not passwd, group or shadow.
+# time zone, locale aliases and fonts (for charts). Not passwd, group or shadow.
 ETC_FILES = (
     "ld.so.cache",
     "ld.so.conf",
@@ -66,6 +66,7 @@ ETC_FILES = (
     "timezone",
     "locale.alias",
     "mime.types",
+    "fonts",
 )
 SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # Environment variables the kernel keeps (the rest, tokens included, are dropped).

@@ -27,18 +27,22 @@ in the grader's process, and the kernel uses jupyter_client's ``ipc`` transport 
 over Unix sockets, which are files and cross network namespaces) with its connection
 file and sockets in ``<workdir>/.runtime``, which both sides see at the same path. The
 other way, running the whole grading child (notebook client and kernel) inside
-bubblewrap, would need a fresh Python inside that imports nbclient again for every run
-(about 0.5 s of CPU each time on the course machine) and a way back for the results;
-the ``ipc`` way adds only bubblewrap's own start, a few milliseconds
-(``benchmarks/sandbox_cost.py`` measures the difference per notebook).
+bubblewrap, needs a fresh Python inside for every run that imports the notebook client
+again, and a way back for the results. Measured on the 2-core course machine
+(``benchmarks/sandbox_cost.py``, 10 rounds, medians, neighbours busy): bubblewrap
+around the kernel adds +0.02 s to a kernel start (1.16 s plain, 1.18 s confined), lost
+in the noise of a whole grading of 00-welcome (5.2-5.8 s either way); a Python inside
+bubblewrap takes 0.06 s bare and 2.6 s once it has imported nbclient, nbformat and
+jupyter_client, which the other way would have paid on every run.
 
 Why bubblewrap rather than our own ``ctypes`` mount calls (which this module used to
 hold): it is the tool Flatpak and many build systems use for exactly this, it is
-reviewed and packaged by every distribution, and it builds an allow-list root (a new
-``tmpfs`` root plus binds, ``pivot_root``, no way back) that hand-written mount code
-got wrong in subtle ways (the old code hid a deny-list of folders and left the rest of
-the machine readable). Where ``bwrap`` is missing or the kernel forbids user
-namespaces, :func:`available` says so and grading runs unconfined.
+reviewed and packaged by every distribution, and it builds an allow-list root (a
+fresh ``tmpfs`` root, binds, ``pivot_root``, namespaces, dropped capabilities) that would
+take far more hand-written mount code to get right. The old code covered a deny-list of
+folders and left the rest of the machine, and the network, open. Where ``bwrap`` is
+missing or the kernel forbids user namespaces, :func:`available` says so and grading
+runs unconfined.
 """
 
 from __future__ import annotations

@@ -548,3 +548,12 @@ def test_notebook_time_limit_stops_everything(tmp_path, confined):
     assert "longer than 4 s" in g.notes[0]
     assert all("longer than 4 s" in t.message for t in g.tests)
     assert _grading_processes() == []
+
+
+@pytest.mark.parametrize("bwrap", ["no-such-bwrap", "false"], ids=["missing", "failing"])
+def test_without_bubblewrap_grading_says_it_is_not_confined(monkeypatch, bwrap):
+    """A laptop without bubblewrap (or without user namespaces) grades unconfined, loudly."""
+    monkeypatch.setattr(sandbox, "BWRAP", bwrap)
+    available, how = isolation_available()
+    assert not available
+    assert how.startswith("WARNING: NOT CONFINED") and "solutions/" in how

@@ -215,6 +215,19 @@ for secret in ["/etc/shadow", "/etc/gshadow", "/etc/passwd"]:
     except OSError as exc:
         print("unreadable", secret, type(exc).__name__)
 """
+DAEMON_MARK = "grading-daemon-left-behind"
+DAEMON = f"""
+import os, subprocess, sys
+# A child in a session of its own, and a double-forked grandchild: both outlive the kernel
+# unless everything the kernel started is stopped with it.
+code = "import time; time.sleep(600)  # {DAEMON_MARK}"
+subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execv(sys.executable, [sys.executable, "-c", code])
+    os._exit(0)
+"""
 LIAR = """
 import asyncio
 
@@ -372,6 +385,7 @@ CASES = [
         0 if ISOLATED else None,
     ),
     Case("snoops-on-the-machine", lambda: with_cell(SNOOP), 4),
+    Case("leaves-daemons-behind", lambda: with_cell(DAEMON), 4),
 ]
 
 
@@ -513,7 +527,7 @@ def test_solutions_are_out_of_the_kernels_reach():
     assert ISOLATED
 
 
-def _grading_processes() -> list[str]:
+def _grading_processes(mark: str = "autograder-runs-") -> list[str]:
     """Command lines of processes still running from some grading's working folders."""
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
@@ -521,7 +535,7 @@ def _grading_processes() -> list[str]:
             text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "autograder-runs-" in text:
+        if mark in text:
             found.append(text)
     return found
 
@@ -529,6 +543,13 @@ def _grading_processes() -> list[str]:
 def test_nothing_is_left_running(hostile):
     """After a batch full of hangs and crashes, no kernel or worker survives."""
     assert _grading_processes() == []
+
+
+def test_no_daemon_outlives_its_kernel(hostile):
+    """Processes a kernel detached from itself (own session, double fork) end with it."""
+    if not ISOLATED:
+        pytest.skip("unconfined, a kernel's detached processes can outlive it")
+    assert _grading_processes(DAEMON_MARK) == []
 
 
 @pytest.mark.parametrize("confined", [True, False], ids=["confined", "not-confined"])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import os
-import pickle
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
+
+from autograder.sandbox import Jail
 
 OUTPUT_LIMIT = 100_000  # characters of output kept per cell
 SET_ASIDE = "CellSetAside"
@@ -35,12 +37,47 @@ class Limits:
     attempts: int = 4
 
 
-class CappedClient(NotebookClient):
-    """A notebook client that keeps at most :data:`OUTPUT_LIMIT` characters per cell."""
+class ConfinedKernelManager(AsyncKernelManager):
+    """Starts its kernel through :attr:`jail`, talking to it over ``ipc`` sockets.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    The confined kernel has a network of its own, so TCP ports on this side's loopback
+    are out of its reach; Unix sockets in a folder both sides see are not (see
+    :mod:`.sandbox`).
+    """
+
+    jail: Jail | None = None
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        argv = super().format_kernel_cmd(extra_arguments)
+        return self.jail.command(argv) if self.jail else argv
+
+
+class CappedClient(NotebookClient):
+    """A notebook client that keeps at most :data:`OUTPUT_LIMIT` characters per cell.
+
+    With a ``jail``, its kernel is started confined, and its connection file and
+    sockets live in ``<workdir>/.runtime``.
+    """
+
+    def __init__(self, *args: Any, jail: Jail | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._kept: dict[int, int] = {}
+        self._jail = jail
+
+    def create_kernel_manager(self) -> AsyncKernelManager:
+        if self._jail is None:
+            return super().create_kernel_manager()
+        runtime = self._jail.workdir / ".runtime"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        km = ConfinedKernelManager(
+            kernel_name=self.kernel_name,
+            config=self.config,
+            transport="ipc",
+            connection_file=str(runtime / "kernel.json"),
+        )
+        km.jail = self._jail
+        self.km = km
+        return km
 
     def output(
         self, outs: list[NotebookNode], msg: dict, display_id: str | None, cell_index: int
@@ -76,23 +113,20 @@ def run_notebook(
     workdir: Path,
     limits: Limits,
     on_kernel: Callable[[int], None] = lambda pid: None,
-    confine: Callable[[], None] | None = None,
+    jail: Jail | None = None,
 ) -> tuple[NotebookNode, dict[int, str]]:
     """Execute ``nb`` in ``workdir``; return the executed notebook and the cells set aside.
 
     ``on_kernel`` is told each kernel's process id as soon as it starts, so a supervisor
-    can kill it if this process is stopped. With ``confine``, each run happens in a
-    forked process that calls ``confine()`` first (see :mod:`.sandbox`).
+    can kill it if this process is stopped. With ``jail``, every kernel is started
+    confined (see :mod:`.sandbox`).
     """
     set_aside: dict[int, str] = {}
     for _ in range(limits.attempts):
         attempt = copy.deepcopy(nb)
         for index in set_aside:
             attempt.cells[index].source = ""  # nbclient skips empty cells
-        if confine is None:
-            stopped = _run_once(attempt, workdir, limits, on_kernel)
-        else:
-            attempt, stopped = _run_forked(attempt, workdir, limits, on_kernel, confine)
+        stopped = _run_once(attempt, workdir, limits, on_kernel, jail)
         if stopped is None:
             break
         index, reason = stopped
@@ -108,45 +142,12 @@ def run_notebook(
     return attempt, set_aside
 
 
-def _run_forked(
+def _run_once(
     nb: NotebookNode,
     workdir: Path,
     limits: Limits,
     on_kernel: Callable[[int], None],
-    confine: Callable[[], None],
-) -> tuple[NotebookNode, tuple[int, str] | None]:
-    """:func:`_run_once` in a forked process that confines itself first.
-
-    A PID namespace serves one kernel only, so every run needs a process of its own.
-    """
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the forked process: confine, run, send the result, leave
-        os.close(read_end)
-        try:
-            confine()
-            # Kernel ids inside the new PID namespace mean nothing to the supervisor;
-            # stopping this process's group stops the kernel with it.
-            result: Any = ("ok", _run_once(nb, workdir, limits, lambda pid: None), nb)
-        except BaseException as exc:
-            result = ("error", f"{type(exc).__name__}: {exc}", None)
-        with os.fdopen(write_end, "wb") as out:
-            pickle.dump(result, out)
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as src:
-        data = src.read()
-    os.waitpid(pid, 0)
-    if not data:
-        raise RuntimeError("the confined grading process died")
-    status, stopped, executed = pickle.loads(data)
-    if status != "ok":
-        raise RuntimeError(f"the confined grading process failed: {stopped}")
-    return executed, stopped
-
-
-def _run_once(
-    nb: NotebookNode, workdir: Path, limits: Limits, on_kernel: Callable[[int], None]
+    jail: Jail | None = None,
 ) -> tuple[int, str] | None:
     """Run ``nb`` in place; None if it ran to the end, else (cell index, reason) of the
     cell that hung or killed the kernel."""
@@ -160,6 +161,7 @@ def _run_once(
         shutdown_kernel="immediate",
         extra_arguments=["--HistoryManager.hist_file=:memory:"],
         resources={"metadata": {"path": str(workdir)}},
+        jail=jail,
     )
 
     def started(**_: Any) -> None:
@@ -174,7 +176,8 @@ def _run_once(
     client.on_cell_execute = executing
     quiet = subprocess.DEVNULL  # the kernel's own chatter, not the student's output
     try:
-        client.execute(env=_kernel_env(workdir), stdout=quiet, stderr=quiet)
+        env = _kernel_env(workdir)
+        client.execute(env=jail.environment(env) if jail else env, stdout=quiet, stderr=quiet)
     except CellTimeoutError:
         return current["index"], (
             f"{_TIMED_OUT} {limits.cell_seconds:.0f} seconds. Look for an await that never "

@@ -16,11 +16,9 @@ import resource
 import shutil
 import signal
 import tempfile
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
@@ -29,7 +27,7 @@ from nbformat import NotebookNode
 
 from autograder import guard, sandbox
 from autograder.assemble import assemble, grade_id, is_test
-from autograder.course import ROOT, SOLUTIONS, WORK, Assignment
+from autograder.course import PACKAGE, SOLUTIONS, WORK, Assignment
 from autograder.execute import SET_ASIDE, Limits, ran_out_of_time, run_notebook
 
 MAX_SUBMISSION_BYTES = 50 * 1024**2
@@ -37,42 +35,22 @@ MAX_SUBMISSION_BYTES = 50 * 1024**2
 
 @dataclass(frozen=True)
 class Isolation:
-    """What a confined kernel may not touch (see :mod:`.sandbox`)."""
+    """What a confined kernel may see of the course, read-only (see :mod:`.sandbox`).
 
-    read_only: tuple[Path, ...] = (ROOT,)
+    Besides these, it sees the system libraries, Python, its assignment's folder and
+    its own working folder; ``hidden`` paths stay covered even inside a visible one.
+    """
+
+    visible: tuple[Path, ...] = (PACKAGE,)
     hidden: tuple[Path, ...] = (SOLUTIONS, WORK)
 
     def also_hiding(self, *paths: Path) -> Isolation:
-        return Isolation(self.read_only, self.hidden + tuple(p.resolve() for p in paths))
+        return Isolation(self.visible, self.hidden + tuple(p.resolve() for p in paths))
 
 
 def isolation_available() -> tuple[bool, str]:
-    """Whether kernels can be confined here; tried once in a throwaway process."""
-    runs = Path(tempfile.mkdtemp(prefix="autograder-probe-"))
-    workdir = runs / "work"
-    workdir.mkdir()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            sandbox.confine(workdir, [], [])
-            thread = threading.Thread(target=lambda: None)
-            thread.start()
-            thread.join()
-            os._exit(0 if workdir.is_dir() else 1)
-        except BaseException:
-            os._exit(1)
-    _, status = os.waitpid(pid, 0)
-    shutil.rmtree(runs, ignore_errors=True)
-    if os.waitstatus_to_exitcode(status) == 0:
-        return True, (
-            "each kernel runs in its own user, mount and PID namespaces: the course folder "
-            "is read-only, solutions/, the gradebook, the submissions and the output are "
-            "hidden, and other kernels are out of sight"
-        )
-    return False, (
-        "not available on this machine (needs Linux user namespaces): kernels run as this "
-        "user and could read solutions/; grade as an unprivileged user in a container"
-    )
+    """Whether kernels can be confined here, and how; tried once (see :mod:`.sandbox`)."""
+    return sandbox.available()
 
 
 @dataclass(frozen=True)
@@ -219,18 +197,17 @@ def grade_in_this_process(
         return _blank(sub, copies, problem)
     assembly = assemble(copies.source, copies.release, student_nb)
     workdir = Path(tempfile.mkdtemp(prefix="grade-", dir=runs))
-    confine = None
+    jail = None
     if isolation is not None:
-        confine = partial(
-            sandbox.confine, workdir, list(isolation.read_only), list(isolation.hidden)
-        )
+        own = (*isolation.visible, sub.assignment.release.parent)
+        jail = sandbox.Jail(workdir, own, isolation.hidden)
     try:
         # The student's folder travels with the notebook (data files, their own modules).
         for item in sub.path.parent.iterdir():
             if item.is_file() and item.suffix != ".ipynb" and item.stat().st_size < 10 * 1024**2:
                 shutil.copy2(item, workdir / item.name)
         armed, secret = guard.arm(assembly.notebook)
-        executed, set_aside = run_notebook(armed, workdir, limits, report_kernel, confine)
+        executed, set_aside = run_notebook(armed, workdir, limits, report_kernel, jail)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     graded = Graded(sub.student, sub.assignment.id, score(executed, copies, secret), assembly.notes)

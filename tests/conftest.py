@@ -18,7 +18,14 @@ import pytest
 from autograder import course
 from autograder.assemble import grade_id, is_answer
 from autograder.execute import Limits
-from autograder.grading import Graded, SourceCopies, Submission, grade_many
+from autograder.grading import (
+    Graded,
+    Isolation,
+    SourceCopies,
+    Submission,
+    grade_many,
+    isolation_available,
+)
 
 SAMPLES = Path(__file__).parent / "samples"
 # COURSE_ONLY=02-burgers,03-cleaning grades just those assignments (for authors at work).
@@ -129,4 +136,8 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Gra
             assignment,
             filled_in(copies[assignment.id].release, sample.answers),
         )
-    return {(g.student, g.assignment): g for g in grade_many(subs, copies, LIMITS, workers=4)}
+    # Confined as on a grading machine, where this one allows it (a missing file in the
+    # sandbox must fail here, not in a student's grade).
+    isolation = Isolation() if isolation_available()[0] else None
+    graded = grade_many(subs, copies, LIMITS, workers=4, isolation=isolation)
+    return {(g.student, g.assignment): g for g in graded}

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from autograder import course
+from autograder import course, sandbox
 from autograder.assemble import is_answer, is_test
 from autograder.execute import Limits
 from autograder.grading import (
@@ -145,6 +149,84 @@ import concurrent_burgers
 root = pathlib.Path(concurrent_burgers.__file__).resolve().parent.parent
 source = json.loads((root / "solutions/00-welcome/00-welcome.ipynb").read_text())
 exec("".join(next(c for c in source["cells"] if c.get("id") == "greet")["source"]))
+"""
+STUB = "raise NotImplementedError()"
+# Each of these tries to get the answer from outside the kernel's own folder; when it
+# succeeds, it defines a correct greet after the stub answer.
+SEARCH_DISK = """
+import json, os
+found, searched = [], 0
+for top, dirs, files in os.walk("/"):
+    if top == "/":
+        dirs[:] = [d for d in dirs if d not in ("proc", "sys", "dev")]
+    searched += len(files)
+    parts = top.rstrip("/").split("/")
+    if len(parts) >= 3 and parts[-2] == "solutions":
+        found += [os.path.join(top, f) for f in files if f.endswith(".ipynb")]
+print("searched", searched, "files; found:", found)
+for path in found:
+    try:
+        cells = json.load(open(path))["cells"]
+        exec("".join(next(c for c in cells if c.get("id") == "greet")["source"]))
+        break
+    except Exception:
+        pass
+"""
+FETCH = """
+import urllib.request
+try:
+    exec(urllib.request.urlopen("http://127.0.0.1:{port}/greet.py", timeout=5).read().decode())
+    print("FETCHED the answer")
+except OSError as exc:
+    print("no network:", exc)
+"""
+RESOLVE = f"""
+import socket
+try:
+    socket.getaddrinfo("pypi.org", 443)
+    print("RESOLVED a host name")
+    exec({CORRECT!r})  # as if the answer came back in a DNS record
+except OSError as exc:
+    print("no name resolution:", exc)
+"""
+# Paths the kernel may see: its Python, the course package and its assignment's folder.
+NEEDED = [str(p) for p in sandbox.python_installations()] + [
+    str(course.PACKAGE),
+    str(WELCOME.release.parent),
+]
+SNOOP = f"""
+import os
+needed = {NEEDED!r}
+on_the_way = set()
+for path in needed:
+    while path != "/":
+        path = os.path.dirname(path)
+        on_the_way.add(path)
+seen = []
+for root in ["/root", "/home", {str(Path.home())!r}, "/srv", "/mnt", "/opt", "/media", "/work"]:
+    for top, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if os.path.join(top, d) not in needed]
+        seen += [os.path.join(top, n) for n in dirs + files
+                 if os.path.join(top, n) not in on_the_way | set(needed)]
+print("SEEN", sorted(set(seen))[:20])
+for secret in ["/etc/shadow", "/etc/gshadow", "/etc/passwd"]:
+    try:
+        print("READ", secret, len(open(secret).read()))
+    except OSError as exc:
+        print("unreadable", secret, type(exc).__name__)
+"""
+DAEMON_MARK = "grading-daemon-left-behind"
+DAEMON = f"""
+import os, subprocess, sys
+# A child in a session of its own, and a double-forked grandchild: both outlive the kernel
+# unless everything the kernel started is stopped with it.
+code = "import time; time.sleep(600)  # {DAEMON_MARK}"
+subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execv(sys.executable, [sys.executable, "-c", code])
+    os._exit(0)
 """
 LIAR = """
 import asyncio
@@ -286,7 +368,50 @@ CASES = [
         lambda: with_cell(READ_SOLUTIONS, "raise NotImplementedError()", after_answer=True),
         0 if ISOLATED else None,
     ),
+    # An allow-list file system and no network: nothing outside is of any use.
+    Case(
+        "searches-disk-for-solutions",
+        lambda: with_cell(SEARCH_DISK, STUB, after_answer=True),
+        0 if ISOLATED else None,
+    ),
+    Case(
+        "fetches-answer-over-http",
+        lambda: with_cell(FETCH.format(port=answer_server().server_port), STUB, after_answer=True),
+        0 if ISOLATED else None,
+    ),
+    Case(
+        "resolves-host-name",
+        lambda: with_cell(RESOLVE, STUB, after_answer=True),
+        0 if ISOLATED else None,
+    ),
+    Case("snoops-on-the-machine", lambda: with_cell(SNOOP), 4),
+    Case("leaves-daemons-behind", lambda: with_cell(DAEMON), 4),
 ]
+
+
+class _AnswerHandler(BaseHTTPRequestHandler):
+    """Hands the correct answer to anyone who asks, and counts who did."""
+
+    asked: list[str] = []  # noqa: RUF012 (one server per test session)
+
+    def do_GET(self) -> None:
+        type(self).asked.append(self.path)
+        body = CORRECT.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@cache
+def answer_server() -> ThreadingHTTPServer:
+    """A server on this machine's 127.0.0.1, outside any sandbox, serving the answer."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _AnswerHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def _digest(path: Path) -> str:
@@ -296,6 +421,10 @@ def _digest(path: Path) -> str:
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory) -> tuple[dict[str, Graded], dict[Path, str], dict[Path, str]]:
     root = tmp_path_factory.mktemp("hostile")
+    # Another clone of the course elsewhere on disk (a backup, last year's course).
+    clone = tmp_path_factory.mktemp("old-course-copy") / "solutions" / WELCOME.id
+    clone.mkdir(parents=True)
+    shutil.copy(WELCOME.source, clone)
     subs = []
     for case in CASES:
         path = root / case.name / WELCOME.id / f"{WELCOME.id}.ipynb"
@@ -354,6 +483,43 @@ def test_course_files_are_untouched(hostile):
         assert before[path] == after[path], path
 
 
+def _printed(g: Graded) -> str:
+    return "".join(
+        out.get("text", "") for cell in g.notebook.cells for out in cell.get("outputs", [])
+    )
+
+
+def test_no_copy_of_the_solutions_anywhere_on_disk(hostile, tmp_path_factory):
+    """A search of the whole file system finds no solutions, though a clone is planted."""
+    graded, _, _ = hostile
+    planted = list(tmp_path_factory.getbasetemp().glob("old-course-copy*/solutions/*/*.ipynb"))
+    assert planted, "the test should have planted a clone of the course"
+    if not ISOLATED:
+        pytest.skip("this machine cannot confine kernels")
+    printed = _printed(graded["searches-disk-for-solutions"])
+    assert "searched" in printed and "found: []" in printed, printed[:2000]
+
+
+def test_no_network(hostile):
+    """Neither a server on the grader's 127.0.0.1 nor a name server is reachable."""
+    graded, _, _ = hostile
+    if not ISOLATED:
+        pytest.skip("this machine cannot confine kernels")
+    assert "no network:" in _printed(graded["fetches-answer-over-http"])
+    assert _AnswerHandler.asked == [], "the kernel reached the grader's loopback"
+    assert "no name resolution:" in _printed(graded["resolves-host-name"])
+
+
+def test_nothing_private_is_visible(hostile):
+    """/etc/shadow, /root, /home and the instructor's home show nothing but Python."""
+    graded, _, _ = hostile
+    if not ISOLATED:
+        pytest.skip("this machine cannot confine kernels")
+    printed = _printed(graded["snoops-on-the-machine"])
+    assert "SEEN []" in printed, printed[:2000]
+    assert "READ" not in printed and printed.count("unreadable") == 3, printed[:2000]
+
+
 def test_solutions_are_out_of_the_kernels_reach():
     """Say plainly whether this machine confines kernels (CI and root machines do)."""
     if not ISOLATED:
@@ -361,7 +527,7 @@ def test_solutions_are_out_of_the_kernels_reach():
     assert ISOLATED
 
 
-def _grading_processes() -> list[str]:
+def _grading_processes(mark: str = "autograder-runs-") -> list[str]:
     """Command lines of processes still running from some grading's working folders."""
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
@@ -369,7 +535,7 @@ def _grading_processes() -> list[str]:
             text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "autograder-runs-" in text:
+        if mark in text:
             found.append(text)
     return found
 
@@ -377,6 +543,13 @@ def _grading_processes() -> list[str]:
 def test_nothing_is_left_running(hostile):
     """After a batch full of hangs and crashes, no kernel or worker survives."""
     assert _grading_processes() == []
+
+
+def test_no_daemon_outlives_its_kernel(hostile):
+    """Processes a kernel detached from itself (own session, double fork) end with it."""
+    if not ISOLATED:
+        pytest.skip("unconfined, a kernel's detached processes can outlive it")
+    assert _grading_processes(DAEMON_MARK) == []
 
 
 @pytest.mark.parametrize("confined", [True, False], ids=["confined", "not-confined"])
@@ -396,3 +569,12 @@ def test_notebook_time_limit_stops_everything(tmp_path, confined):
     assert "longer than 4 s" in g.notes[0]
     assert all("longer than 4 s" in t.message for t in g.tests)
     assert _grading_processes() == []
+
+
+@pytest.mark.parametrize("bwrap", ["no-such-bwrap", "false"], ids=["missing", "failing"])
+def test_without_bubblewrap_grading_says_it_is_not_confined(monkeypatch, bwrap):
+    """A laptop without bubblewrap (or without user namespaces) grades unconfined, loudly."""
+    monkeypatch.setattr(sandbox, "BWRAP", bwrap)
+    available, how = isolation_available()
+    assert not available
+    assert how.startswith("WARNING: NOT CONFINED") and "solutions/" in how

@@ -111,7 +111,7 @@ def fail(
     if hint:
         lines.append(f"  Hint: {hint}")
     if topic:
-        lines.append(f"{HINTS_LINE}`make check` then `--hint` (topic: {topic})")
+        lines.append(f"{HINTS_LINE}hints on this: make check NB=... ARGS=--hint (topic: {topic})")
     raise ExerciseFailure("\n".join(lines))
 
 

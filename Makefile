@@ -4,12 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8888
+# Extra `jupyter lab` options, e.g. LAB_ARGS=--no-browser (the browser tests use it).
+LAB_ARGS ?=
 # nbgrader reads its configuration from autograder/ (see autograder/nbgrader_config.py)
 # and runs tools such as `alembic` from PATH: put the venv's first.
 export JUPYTER_CONFIG_DIR := $(CURDIR)/autograder
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: lab test lint format release check grade benchmark lock clean
+.PHONY: lab test lint format release check grade benchmark screenshots lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11 or newer is needed; found " + sys.version.split()[0])'
@@ -21,7 +23,7 @@ $(STAMP): pyproject.toml requirements.lock
 lab: $(STAMP)
 	$(BIN)/jupyter lab --port $(PORT) $(if $(filter 0,$(shell id -u)),--allow-root) \
 		--ServerApp.root_dir="$(CURDIR)" \
-		--LabApp.default_url=/lab/tree/notebooks/00-welcome/00-welcome.ipynb
+		--LabApp.default_url=/lab/tree/notebooks/00-welcome/00-welcome.ipynb $(LAB_ARGS)
 
 ## Run the whole test suite (installs everything the first time).
 test: $(STAMP)
@@ -55,6 +57,10 @@ grade: $(STAMP)
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/grading_speed.py
 	$(BIN)/python benchmarks/grade_determinism.py --runs 10
+
+## Regenerate the README's two screenshots (docs/) with the browser tests (needs Chromium).
+screenshots: $(STAMP)
+	README_SCREENSHOTS=$(CURDIR)/docs $(BIN)/python -m pytest tests/test_browser.py -q
 
 ## Re-pin every installed package after changing pyproject.toml.
 lock:

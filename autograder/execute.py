@@ -23,6 +23,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
+from autograder.course import PACKAGE
 from autograder.sandbox import Jail
 
 OUTPUT_LIMIT = 100_000  # characters of output kept per cell
@@ -199,5 +200,10 @@ def _kernel_env(workdir: Path) -> dict[str, str]:
         JUPYTER_RUNTIME_DIR=str(workdir / ".runtime"),
         MPLBACKEND="Agg",
         PYTHONDONTWRITEBYTECODE="1",
+        # The kernel imports the course helpers of the course being graded (the folder
+        # the sandbox lets it see), not whichever copy the venv was installed from.
+        PYTHONPATH=os.pathsep.join(
+            [str(PACKAGE.parent), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
     )
     return env

@@ -154,16 +154,15 @@ STUB = "raise NotImplementedError()"
 # Each of these tries to get the answer from outside the kernel's own folder; when it
 # succeeds, it defines a correct greet after the stub answer.
 SEARCH_DISK = """
-import json, os
-found, searched = [], 0
-for top, dirs, files in os.walk("/"):
-    if top == "/":
-        dirs[:] = [d for d in dirs if d not in ("proc", "sys", "dev")]
-    searched += len(files)
-    parts = top.rstrip("/").split("/")
-    if len(parts) >= 3 and parts[-2] == "solutions":
-        found += [os.path.join(top, f) for f in files if f.endswith(".ipynb")]
-print("searched", searched, "files; found:", found)
+import json, os, subprocess
+# find(1) walks the whole tree in C, several times faster than os.walk: a Python walk of
+# the sandbox's ~200,000 files can pass the cell limit when the file cache is cold.
+pattern = "*/solutions/*/*.ipynb"
+done = subprocess.run(["find", "/", "(", "-path", "/proc", "-o", "-path", "/sys", ")",
+                       "-prune", "-o", "-path", pattern, "-print"],
+                      capture_output=True, text=True)
+found = done.stdout.split()
+print("searched the whole file system; found:", found)
 for path in found:
     try:
         cells = json.load(open(path))["cells"]
@@ -497,7 +496,7 @@ def test_no_copy_of_the_solutions_anywhere_on_disk(hostile, tmp_path_factory):
     if not ISOLATED:
         pytest.skip("this machine cannot confine kernels")
     printed = _printed(graded["searches-disk-for-solutions"])
-    assert "searched" in printed and "found: []" in printed, printed[:2000]
+    assert "searched the whole file system; found: []" in printed, printed[:2000]
 
 
 def test_no_network(hostile):

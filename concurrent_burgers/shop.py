@@ -533,8 +533,14 @@ class WatchedGrill:
     def _caller_waits(self) -> bool:
         frame = sys._current_frames().get(self._caller.ident or -1) if self._caller else None
         if frame is None or not (
-            frame.f_code.co_filename == threading.__file__
-            and frame.f_code.co_name in ("wait", "join", "_wait_for_tstate_lock")
+            (
+                frame.f_code.co_filename == threading.__file__
+                and frame.f_code.co_name in ("wait", "join", "_wait_for_tstate_lock")
+            )  # an event loop with nothing to run waits in its selector
+            or (
+                frame.f_code.co_filename.endswith("selectors.py")
+                and frame.f_code.co_name == "select"
+            )
         ):
             return False  # running (its own code, or a library's), not waiting
         while frame is not None:

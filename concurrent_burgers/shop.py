@@ -14,8 +14,8 @@ Two ways to run a burger shop, and one bank, each simulated so a notebook can dr
   ``shop.cook(n)`` blocks its thread for the whole time.
 * :class:`Bank` is the old-style bank: a few tellers, one line, every teller busy with
   one client from start to finish.
-* :class:`CrowdedGrill` is for tests: a grill that keeps every order on it until more
-  than a given number cook at once, so code that starts too many threads shows itself.
+* :class:`WatchedGrill` is for tests: a grill that holds every order until nobody else
+  can arrive, so how many orders code cooks at once is a fact, whatever the machine.
 
 Every prop writes what happens into an :class:`~concurrent_burgers.testing.EventLog`,
 so ``log.plot()`` shows who did what, when, and on which thread.
@@ -23,21 +23,30 @@ so ``log.plot()`` shows who did what, when, and on which thread.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 
-from concurrent_burgers.testing import GATE_FALLBACK, EventLog
+from concurrent_burgers.testing import HANG_LIMIT, EventLog
 
 # A PracticeShop gives up on a customer who looks at the counter this many times in a
 # row without the conversation moving on: that is a busy wait, and the kitchen (which
 # only cooks while you talk) would never finish.
 BUSY_LIMIT = 200
+# A PracticeShop also gives up on a customer who looks at the counter this many times in
+# a row, awaiting something between looks but never talking: the loop got its turns, so
+# it is no busy wait, but the kitchen (which only cooks while you talk) would never
+# finish. Few looks, so that a customer who sleeps between looks gives up within
+# seconds, far from the test's time limit, whatever the length of the sleep up to 2 s.
+SILENT_LIMIT = 3
 
 
 def burgers_for(number: int, n: int) -> list[str]:
@@ -48,6 +57,11 @@ def burgers_for(number: int, n: int) -> list[str]:
 class BusyWaitError(RuntimeError):
     """Raised by a :class:`PracticeShop` when the counter is checked over and over
     without anything else happening in between (a busy wait)."""
+
+
+class SilentWaitError(RuntimeError):
+    """Raised by a :class:`PracticeShop` when the customer keeps looking at the counter,
+    awaiting something else between looks, without ever talking."""
 
 
 class ShopClosed(RuntimeError):
@@ -295,7 +309,15 @@ class PracticeShop:
     * ``foreign_pickups``: order numbers of other customers' tickets shown here;
     * ``talks_at_pickup``: talks since the order, at each pick-up;
     * ``busy``: True once the counter was checked :data:`BUSY_LIMIT` times in a row
-      without a talk in between; ``is_ready()`` then raises :class:`BusyWaitError`.
+      without the event loop getting a single turn in between (no await at all: a busy
+      wait); ``is_ready()`` then raises :class:`BusyWaitError`;
+    * ``silent``: True once the counter was checked :data:`SILENT_LIMIT` times in a row,
+      the loop getting turns in between (something was awaited) but no talk finishing;
+      ``is_ready()`` then raises :class:`SilentWaitError`.
+
+    Whether the loop got a turn between two looks is a fact, not a measurement: each
+    look schedules a callback on the running loop, and the loop runs it only once the
+    looking task has awaited something.
 
     ``for_customer(name, crush, talks)`` opens another front of the same shop (shared
     order numbers) for another couple; ``close()`` ends everything, so a runaway loop
@@ -323,7 +345,10 @@ class PracticeShop:
         self.foreign_pickups: list[int] = []
         self.talks_at_pickup: list[int] = []
         self.busy = False
+        self.silent = False
         self.closed = False
+        self._silent_looks = 0
+        self._loop_turned = True
         self._talks_at_order: dict[int, int] = {}
         self._ready: set[int] = set()
         self._looks_without_talk = 0
@@ -353,22 +378,43 @@ class PracticeShop:
     def is_ready(self, ticket: Ticket) -> bool:
         """True once the crush has talked enough since ``ticket``'s order."""
         self._check_open()
-        if self.crush.talks == self._talks_at_last_look:
-            self._looks_without_talk += 1
-        else:
+        turned, self._loop_turned = self._loop_turned, False
+        self._note_loop_turn()
+        if self.crush.talks != self._talks_at_last_look:
             self._talks_at_last_look = self.crush.talks
             self._looks_without_talk = 1
+            self._silent_looks = 0
+        elif turned:
+            self._looks_without_talk = 1
+            self._silent_looks += 1
+        else:
+            self._looks_without_talk += 1
         if self._looks_without_talk >= BUSY_LIMIT:
             self.busy = True
             raise BusyWaitError(
-                f"the counter was checked {BUSY_LIMIT} times in a row while the conversation "
-                "stood still: a busy wait. In this shop the kitchen only cooks while you talk: "
-                "put `await crush.talk()` between two looks at the counter."
+                f"the counter was checked {BUSY_LIMIT} times in a row without a single await "
+                "in between: a busy wait. Put `await crush.talk()` between two looks."
+            )
+        if self._silent_looks >= SILENT_LIMIT:
+            self.silent = True
+            raise SilentWaitError(
+                f"the counter was checked {SILENT_LIMIT + 1} times in a row, awaiting "
+                "something between looks but never a talk. In this shop the kitchen only "
+                "cooks while you talk: make `await crush.talk()` the wait between two looks."
             )
         number = ticket.number
         if number not in self._ready and self._talks_since(number) >= self.talks:
             self._ready.add(number)
         return number in self._ready
+
+    def _note_loop_turn(self) -> None:
+        def turned() -> None:
+            self._loop_turned = True
+
+        try:
+            asyncio.get_running_loop().call_soon(turned)
+        except RuntimeError:  # not on asyncio: count every look as awaited
+            self._loop_turned = True
 
     async def order(self, n: int) -> Ticket:
         """Order ``n`` burgers; return the ticket with your order number."""
@@ -432,70 +478,145 @@ class ParallelShop:
         return burgers_for(customer, n)
 
 
-# --------------------------------------------------------------------------- the crowded grill
+# --------------------------------------------------------------------------- the watched grill
 
 
-class CrowdedGrill:
-    """A grill for tests that tells whether more than ``limit`` orders cook at once.
+class WatchedGrill:
+    """A grill for tests that measures, without any clock, how many orders cook at once.
 
-    ``with grill:`` puts one order on the grill (use it inside a blocking ``cook``). The
-    order stays there until one of two things happens, and then every order on the
-    grill goes on at once and no order ever waits again:
+    Wrap the function under test with ``grill.serve(fn)`` and cook inside ``with
+    grill.order(n):``. Every order stays on the grill until the grill is *settled*: the
+    caller of ``fn`` is blocked waiting (not running its own code, not starting a
+    thread), every thread started since ``fn`` was called has reached the grill at least
+    once, and no order released earlier is still on it. Then nobody else can arrive
+    before somebody leaves, so ``peak`` (most orders on the grill at once) is a fact of
+    the code, not of the machine's speed: a pool of ``workers`` threads reaches exactly
+    ``workers``; one order at a time reaches 1; a thread per order reaches the number of
+    orders. Orders cooked on the caller's own thread pass straight through.
 
-    * more than ``limit`` orders are on the grill together: ``crowded`` becomes True
-      (the code under test ran more than ``limit`` orders at once);
-    * ``fallback`` seconds have passed since the first order: ``fell_back`` becomes
-      True. This happens once, and only to code that keeps within ``limit``.
+    ``release="all"`` lets every order on the grill go at each settling;
+    ``release="smallest"`` only the smallest ``n``, so orders finish in a known order
+    (a pool then completes order 1 of ``[3, 1, 2]`` first, certainly).
 
-    The verdict never depends on timing: code that keeps at most ``limit`` orders
-    cooking can never crowd the grill, however slow the machine; code that starts more
-    threads crowds it as soon as one extra thread reaches the grill, because the first
-    orders are still on it. ``peak`` is the most orders on the grill at once,
-    ``orders`` counts them all and ``threads`` holds every thread that cooked.
+    ``fell_back`` is True if the grill never settled within the test's time limit (code
+    that keeps its caller busy in a loop, say); the grill then lets everyone go.
     """
 
-    def __init__(self, limit: int, fallback: float = GATE_FALLBACK) -> None:
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
-        self.limit = limit
+    def __init__(self, release: str = "all", fallback: float = HANG_LIMIT / 2) -> None:
+        self.release = release
         self.fallback = fallback
-        self.cooking = 0
         self.peak = 0
         self.orders = 0
-        self.threads: set[threading.Thread] = set()
-        self.crowded = False
+        self.threads: set[str] = set()
+        self.on_caller = 0
+        self.finished: list[int] = []
         self.fell_back = False
-        self._open = False
-        self._deadline: float | None = None
+        self._caller: threading.Thread | None = None
+        self._old: set[int] = set()
+        self._entered: set[int] = set()
+        self._held: list[tuple[int, int]] = []  # (n, id) waiting on the grill
+        self._released: set[int] = set()
+        self._inside_released = 0
+        self._ids = itertools.count()
         self._cond = threading.Condition()
 
-    def __enter__(self) -> CrowdedGrill:
+    def serve(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` as the tests call it: the grill learns which thread is the caller."""
+
+        def served(*args: Any) -> Any:
+            self._caller = threading.current_thread()
+            self._old = {t.ident or 0 for t in threading.enumerate()}
+            return fn(*args)
+
+        return served
+
+    def _caller_waits(self) -> bool:
+        frame = sys._current_frames().get(self._caller.ident or -1) if self._caller else None
+        if frame is None or not (
+            (
+                frame.f_code.co_filename == threading.__file__
+                and frame.f_code.co_name in ("wait", "join", "_wait_for_tstate_lock")
+            )  # an event loop with nothing to run waits in its selector
+            or (
+                frame.f_code.co_filename.endswith("selectors.py")
+                and frame.f_code.co_name == "select"
+            )
+        ):
+            return False  # running (its own code, or a library's), not waiting
+        while frame is not None:
+            if frame.f_code.co_name == "start" and frame.f_code.co_filename.endswith(
+                "threading.py"
+            ):
+                return False  # starting a thread: it will come to the grill
+            frame = frame.f_back
+        return True
+
+    def _settled(self) -> bool:
+        if self._inside_released or not self._caller_waits():
+            return False
+        return all(
+            t.ident in self._entered
+            for t in threading.enumerate()
+            if t.ident not in self._old and t is not self._caller and t.is_alive()
+        )
+
+    def _let_go(self) -> None:
+        if self.release == "smallest":
+            chosen = [min(self._held)]
+        else:
+            chosen = list(self._held)
+        for item in chosen:
+            self._held.remove(item)
+            self._released.add(item[1])
+            self._inside_released += 1
+        self._cond.notify_all()
+
+    def order(self, n: int) -> _GrillOrder:
+        return _GrillOrder(self, n)
+
+    def _enter(self, n: int) -> int | None:
+        me = threading.current_thread()
         with self._cond:
-            self.threads.add(threading.current_thread())
             self.orders += 1
-            self.cooking += 1
-            self.peak = max(self.peak, self.cooking)
-            if self._deadline is None:  # the fallback counts from the first order, once
-                self._deadline = time.monotonic() + self.fallback
-            if self.cooking > self.limit:
-                self.crowded = True
-                self._open_up()
-            while not self._open:
-                left = self._deadline - time.monotonic()
-                if left <= 0:
+            if me is self._caller:
+                self.on_caller += 1
+                self.peak = max(self.peak, 1)
+                return None
+            self.threads.add(me.name)
+            self._entered.add(me.ident or 0)
+            key = next(self._ids)
+            self._held.append((n, key))
+            self.peak = max(self.peak, len(self._held) + self._inside_released)
+            deadline = time.monotonic() + self.fallback
+            while key not in self._released:
+                if self._settled():
+                    self._let_go()
+                    continue
+                if time.monotonic() > deadline:
                     self.fell_back = True
-                    self._open_up()
-                else:
-                    self._cond.wait(left)
-        return self
+                    self.release = "all"
+                    self._let_go()
+                    continue
+                self._cond.wait(0.001)  # facts are re-checked; time only bounds a hang
+            return key
+
+    def _exit(self, n: int, key: int | None) -> None:
+        with self._cond:
+            self.finished.append(n)
+            if key is not None:
+                self._inside_released -= 1
+                self._cond.notify_all()
+
+
+class _GrillOrder:
+    def __init__(self, grill: WatchedGrill, n: int) -> None:
+        self._grill, self._n, self._key = grill, n, None
+
+    def __enter__(self) -> None:
+        self._key = self._grill._enter(self._n)
 
     def __exit__(self, *exc: object) -> None:
-        with self._cond:
-            self.cooking -= 1
-
-    def _open_up(self) -> None:
-        self._open = True
-        self._cond.notify_all()
+        self._grill._exit(self._n, self._key)
 
 
 # --------------------------------------------------------------------------- the bank
@@ -533,3 +654,111 @@ class Bank:
             if served_from[client] - opened > 0.001:
                 self.log.record(client, "in line", opened, served_from[client])
         return {client: served_from[client] - opened for client in clients}
+
+
+# --------------------------------------------------------------------------- test helpers
+
+
+def date_result(t: Any, outcome: Any, *fronts: PracticeShop) -> Any:
+    """The tray ``date_night`` returned, or a failure naming how it waited wrongly.
+
+    Facts are checked in a fixed order: a busy wait (no await between looks), then
+    waiting without talking (awaits, but no talk), then whatever the run raised.
+    """
+    __tracebackhide__ = True
+    if any(front.busy for front in fronts):
+        unawaited = (
+            "; crush.talk() was called without await, so not a single talk happened"
+            if outcome.never_awaited
+            else ""
+        )
+        t.fail(
+            "date_night kept looking at the counter without awaiting anything in between: "
+            "a busy wait.",
+            expected="an `await crush.talk()` between two looks at the counter",
+            happened=f"the counter was checked {BUSY_LIMIT} times in a row and the event loop "
+            f"never got a turn{unawaited}",
+            topic="busy-wait",
+        )
+    if any(front.silent for front in fronts):
+        t.fail(
+            "date_night waited for the burgers without talking.",
+            expected="`await crush.talk()` as the wait between two looks at the counter",
+            happened=f"it looked at the counter {SILENT_LIMIT + 1} times in a row and awaited "
+            "something between looks (so this is no busy wait), but your crush never said a "
+            "word; in this shop the kitchen cooks only while you talk",
+            topic="waits-without-talking",
+        )
+    return outcome.result()
+
+
+def served_result(t: Any, outcome: Any, what: str = "parallel_burgers") -> Any:
+    """What a blocking call returned, or a failure saying it did not finish or raised."""
+    __tracebackhide__ = True
+    if outcome.timed_out:
+        t.fail(
+            f"{what} did not finish.",
+            expected=f"{what} to return in well under {HANG_LIMIT:.0f} seconds",
+            happened=f"it was still running after {HANG_LIMIT:.0f} seconds",
+            topic="never-returns",
+        )
+    return outcome.result()
+
+
+def check_tray_list(t: Any, result: Any, expected: list[Any]) -> None:
+    """Fail, naming the mistake, unless ``result`` is exactly the list ``expected``."""
+    __tracebackhide__ = True
+    if t.awaitable_items(result):
+        t.fail(
+            "parallel_burgers returned futures instead of the trays.",
+            expected=f"a list of trays: {expected}",
+            happened=f"the list held {t.describe(result[0])}",
+            topic="returns-futures",
+        )
+    if type(result) is not list and hasattr(result, "__next__"):
+        t.fail(
+            "parallel_burgers returned an iterator, not a list.",
+            expected=f"a list of trays: {expected}",
+            happened=f"it returned {t.describe(result)}, which gives the trays one by one "
+            "to whoever loops over it; the threading itself is not in question here",
+            topic="returns-iterator",
+        )
+    if type(result) is list and sorted(map(repr, result)) == sorted(map(repr, expected)):
+        t.expect(
+            t.strict_equal(result, expected),
+            "parallel_burgers returned the trays in the order they finished.",
+            expected=f"the order of the orders: {expected}",
+            happened=f"{result}",
+            topic="completion-order",
+        )
+    t.expect(
+        t.strict_equal(result, expected),
+        "parallel_burgers did not return the tray of every order.",
+        expected=f"{expected}",
+        happened=f"parallel_burgers returned {t.describe(result)}",
+    )
+
+
+def check_not_one_at_a_time(t: Any, grill: WatchedGrill, workers: int) -> None:
+    """Fail if the grill saw only one order at a time, saying how that happened."""
+    __tracebackhide__ = True
+    if grill.peak > 1 or grill.orders < 2:
+        return
+    if grill.on_caller == grill.orders:
+        how = (
+            "every order was cooked on the thread that called parallel_burgers, one after "
+            "another: calling cook(n) in a loop uses no other thread"
+        )
+    else:
+        how = (
+            f"the orders were cooked on {t.plural(len(grill.threads), 'thread')}, but each "
+            "order had finished before the next one was handed over: the code waited for "
+            "each tray (say, .result() right after submit, or join() right after start) "
+            "before giving out the next order"
+        )
+    t.fail(
+        "parallel_burgers cooked one order at a time.",
+        expected=f"{workers} orders on the grill at once (workers={workers})",
+        happened=how,
+        topic="one-thread",
+    )

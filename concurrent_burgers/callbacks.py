@@ -32,8 +32,13 @@ from typing import Any
 
 import anyio
 
-from concurrent_burgers.testing import GATE_FALLBACK, EventLog
+from concurrent_burgers.testing import EventLog
 from concurrent_burgers.testing import fresh as testing_fresh
+
+#: How long a ``when_parked`` pager waits for a loop that never parks. Far above any
+#: learner's own timeout, so that the two never race; reached only by a loop that never
+#: lets its tasks wait (a poll with ``sleep(0)``, a busy loop).
+PARK_FALLBACK = 8.0
 
 STAGES: tuple[str, ...] = ("toast_bun", "grill_patty", "assemble", "ring_bell")
 
@@ -265,7 +270,7 @@ class Pager:
         failing: Collection[Any] = (),
         before_page: Callable[[], Any] | None = None,
         when_parked: bool = False,
-        fallback: float = GATE_FALLBACK,
+        fallback: float = PARK_FALLBACK,
         log: EventLog | None = None,
     ) -> None:
         self.delay = delay

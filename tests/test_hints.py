@@ -95,3 +95,23 @@ def test_wrap_never_splits_code():
         assert "`future.set_exception, error`" in wrapped
         for line in wrapped.splitlines():
             assert line.count("`") % 2 == 0, line
+
+
+_DETAILS = re.compile(r"<details><summary>Hint (\d)</summary>\s*(.*?)\s*</details>", re.S)
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=lambda a: a.id)
+def test_notebook_hints_are_the_exercise_ladders(assignment):
+    """The notebook's collapsed hints repeat its exercise ladders' rungs: one source."""
+    import nbformat
+
+    nb = nbformat.reads(assignment.source.read_text(), as_version=4)
+    shown = [
+        " ".join(text.split())
+        for cell in nb.cells
+        if cell.cell_type == "markdown"
+        for _, text in _DETAILS.findall(cell.source)
+    ]
+    answers = [grade_id(c) for c in nb.cells if is_answer(c)]
+    expected = [" ".join(r.split()) for a in answers for r in assignment.ladders[a].rungs]
+    assert shown == expected, f"{assignment.id}: the notebook's hints differ from the manifest"

@@ -543,7 +543,10 @@ _FRAMEWORK_PARTS = (
     f"{os.sep}nest_asyncio.py",
 )
 _ALLOWED_CODE = {threading.Thread.start.__code__}
-_CONDITION_WAIT = threading.Condition.wait.__code__
+# Condition.wait is where every threading wait blocks. Event.wait counts even when the
+# event happens to be set already: whether it was is a race with another thread, and
+# the verdict must not depend on it.
+_WAIT_CODES = {threading.Condition.wait.__code__, threading.Event.wait.__code__}
 _BLOCKING_FUNCTIONS = {
     "time.sleep",
     "select.select",
@@ -640,11 +643,11 @@ class LoopBlockWatch:
             if call is None:
                 return
             start = frame
-        elif event == "call" and frame.f_code is _CONDITION_WAIT:
+        elif event == "call" and frame.f_code in _WAIT_CODES:
             timeout = frame.f_locals.get("timeout")
             if timeout is not None and timeout <= 0:
                 return  # a poll, not a wait (Semaphore.acquire(timeout=0) does this)
-            call, start = "", frame.f_back
+            call, start = "", frame
         else:
             return
         found = _learner_frame(start)

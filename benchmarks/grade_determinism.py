@@ -1,7 +1,8 @@
 """Grade the same submissions again and again with every core busy: verdicts must not move.
 
     .venv/bin/python benchmarks/grade_determinism.py --runs 10
-    .venv/bin/python benchmarks/grade_determinism.py --runs 2 --only 00-welcome   # CI
+    .venv/bin/python benchmarks/grade_determinism.py --runs 2 --only 00-welcome \
+        --students 'solution,blank,sample-blocking-event-wait,sample-*-2s'      # make test
 
 The set is every assignment's solution, its student copy, its sample submissions and its
 boundary variants (tests/samples: ``[[boundary]]`` entries that block or sleep for 0.5,
@@ -13,6 +14,7 @@ between runs.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import multiprocessing
 import os
@@ -35,11 +37,13 @@ def burn() -> None:
         pass
 
 
-def build(root: Path, only: list[str]) -> int:
+def build(root: Path, only: list[str], students: list[str]) -> int:
     count = 0
 
     def add(student: str, assignment_id: str, nb: nbformat.NotebookNode) -> None:
         nonlocal count
+        if students and not any(fnmatch.fnmatchcase(student, s) for s in students):
+            return
         path = root / student / assignment_id / f"{assignment_id}.ipynb"
         path.parent.mkdir(parents=True)
         nbformat.write(nb, path)
@@ -70,13 +74,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--only", default="", help="comma-separated assignment ids")
+    parser.add_argument(
+        "--students",
+        default="",
+        help="comma-separated names or patterns (solution, blank, sample-NAME, sample-*-2s)",
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--no-busy", action="store_true", help="do not load the cores")
     args = parser.parse_args()
     only = [a for a in args.only.split(",") if a]
 
     work = Path(tempfile.mkdtemp(prefix="determinism-"))
-    n = build(work / "submissions", only)
+    students = [s for s in args.students.split(",") if s]
+    n = build(work / "submissions", only, students)
+    if not n:
+        parser.error("no submission matches --only and --students")
     burners = []
     if not args.no_busy:
         burners = [

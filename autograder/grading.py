@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import resource
 import shutil
 import signal
@@ -164,13 +165,31 @@ def _failure(cell: NotebookNode, secret: str) -> str:
                 return out.evalue
             return f"{out.ename}: {out.evalue}" if out.evalue else out.ename
         if out.output_type == "stream" and out.name == "stderr":
-            return "The test wrote to stderr, which counts as a failure: " + out.text.strip()[:300]
+            return (
+                "The test wrote to stderr, which counts as a failure: "
+                + _steady(out.text.strip())[:300]
+            )
     if not guard.finished(cell, secret):
         return (
             "This test did not run to its end, yet showed no error: something hid its "
             "output (a replaced print, stdout or error display?). It scores 0."
         )
     return ""
+
+
+# Parts of a message that change from run to run although the answer did not: the
+# kernel's file for a cell, /tmp/ipykernel_4242/1234567.py, and object addresses.
+_RUN_SPECIFIC = [
+    (re.compile(r"\S*/ipykernel_\d+/\d+\.py"), "<a cell>"),
+    (re.compile(r"\b0x[0-9a-f]{6,}\b"), "0x…"),
+]
+
+
+def _steady(text: str) -> str:
+    """``text`` with what differs between two runs of the same answer taken out."""
+    for pattern, same in _RUN_SPECIFIC:
+        text = pattern.sub(same, text)
+    return text
 
 
 def _blank(sub: Submission, copies: SourceCopies, reason: str) -> Graded:

@@ -8,7 +8,6 @@ Hidden tests measure concurrency by instrumentation, never with a stopwatch:
   sequential one is released by a fallback and recorded as "no overlap";
 * :class:`Heartbeat` ticks on the event loop and proves the loop stayed free;
 * :class:`EventLog` records who did what, on which thread and process, in order;
-* :class:`BlockingSleepSpy` notices ``time.sleep`` called on a running event loop;
 * :class:`LoopBlockWatch` stops learner code at the first blocking call it makes on the
   event loop's thread (``time.sleep``, ``Event.wait``, ``Future.result``, a blocking
   socket, ...), so blocking the loop is a fact of the code, never a matter of timing;
@@ -477,33 +476,6 @@ def running_async_library() -> str | None:
         return None
 
 
-@dataclass
-class BlockingSleepSpy:
-    """Records every ``time.sleep`` made while an event loop runs on the calling thread.
-
-    ``with BlockingSleepSpy() as spy:`` patches ``time.sleep`` for the duration;
-    ``spy.calls`` lists the threads that blocked their loop.
-    """
-
-    calls: list[str] = field(default_factory=list)
-    _original: Callable[[float], None] | None = None
-
-    def __enter__(self) -> BlockingSleepSpy:
-        original = self._original = time.sleep
-
-        def spied_sleep(seconds: float) -> None:
-            if running_async_library() is not None:
-                self.calls.append(threading.current_thread().name)
-            original(seconds)
-
-        time.sleep = spied_sleep
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._original is not None:
-            time.sleep = self._original
-
-
 # --------------------------------------------------------------------------- blocking calls
 
 
@@ -688,6 +660,8 @@ class Outcome:
     watch_switched_off: bool = False
     # When the run did not finish: what its thread was doing at the time limit.
     stuck_in: str = ""
+    # Whether the code ran on an event loop (run_async) or as a plain blocking call.
+    on_loop: bool = True
 
     @property
     def never_awaited(self) -> list[str]:
@@ -715,30 +689,46 @@ class Outcome:
                 happened="the profile function that watches for blocking calls was removed",
             )
 
+    def fail_timed_out(self) -> NoReturn:
+        """Say why the code did not finish: busy on the loop, busy elsewhere, or waiting."""
+        __tracebackhide__ = True
+        if self.stuck_in and self.on_loop:
+            fail(
+                f"{self.what} never gave the event loop a turn.",
+                expected="every wait inside async code to be an `await`",
+                happened=f"after {HANG_LIMIT:.0f} seconds it was still running "
+                f"`{self.stuck_in}` without ever awaiting: a busy loop holds the "
+                "loop's thread, and no other task can run",
+                hint="inside a loop that waits for something, await on every turn "
+                "(the thing you wait for can only happen while you await).",
+                topic="busy-wait",
+            )
+        if self.stuck_in:
+            fail(
+                f"{self.what} did not finish.",
+                expected=f"{self.what} to finish in well under {HANG_LIMIT:.0f} seconds",
+                happened=f"after {HANG_LIMIT:.0f} seconds it was still running "
+                f"`{self.stuck_in}`: a loop that never ends, or far more work than the "
+                "test asked for",
+                hint="check the condition that ends each loop in your code, and that the "
+                "work done is only what the exercise asks.",
+            )
+        waited = "awaited" if self.on_loop else "waited for"
+        fail(
+            f"{self.what} did not finish.",
+            expected=f"{self.what} to finish in well under {HANG_LIMIT:.0f} seconds",
+            happened=f"it was still waiting when the time limit ran out: something it "
+            f"{waited} never happened",
+            hint="look for a wait on something that nobody will ever finish or set.",
+            topic="never-returns",
+        )
+
     def result(self) -> Any:
         """The value, or a learner-facing failure if the code hung, blocked or raised."""
         __tracebackhide__ = True
         self.check_loop_free()
         if self.timed_out:
-            if self.stuck_in:
-                fail(
-                    f"{self.what} never gave the event loop a turn.",
-                    expected="every wait inside async code to be an `await`",
-                    happened=f"after {HANG_LIMIT:.0f} seconds it was still running "
-                    f"`{self.stuck_in}` without ever awaiting: a busy loop holds the "
-                    "loop's thread, and no other task can run",
-                    hint="inside a loop that waits for something, await on every turn "
-                    "(the thing you wait for can only happen while you await).",
-                    topic="busy-wait",
-                )
-            fail(
-                f"{self.what} did not finish.",
-                expected=f"{self.what} to finish in well under {HANG_LIMIT:.0f} seconds",
-                happened="it was still waiting when the time limit ran out: something it "
-                "awaited never happened",
-                hint="look for an await on something that nobody will ever finish or set.",
-                topic="never-returns",
-            )
+            self.fail_timed_out()
         if self.error is not None:
             err = self.error
             while isinstance(err, BaseExceptionGroup) and len(err.exceptions) == 1:
@@ -797,9 +787,11 @@ def _stop(thread: threading.Thread) -> None:
 
 
 def _run_on_daemon_thread(
-    what: str, target: Callable[[], Any], timeout: float, watch: LoopBlockWatch | None = None
+    outcome: Outcome,
+    target: Callable[[], Any],
+    timeout: float,
+    watch: LoopBlockWatch | None = None,
 ) -> Outcome:
-    outcome = Outcome(what)
     done = threading.Event()
 
     def runner() -> None:
@@ -811,7 +803,7 @@ def _run_on_daemon_thread(
         finally:
             done.set()
 
-    thread = threading.Thread(target=runner, name=f"test-{what}", daemon=True)
+    thread = threading.Thread(target=runner, name=f"test-{outcome.what}", daemon=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         thread.start()
@@ -848,7 +840,7 @@ def run_async(
     block (a synchronous ``run_sync`` called from a coroutine, say).
     """
     outcome = _run_on_daemon_thread(
-        what,
+        Outcome(what),
         lambda: anyio.run(async_fn, *args, backend=backend),
         timeout,
         None if allow_blocking else LoopBlockWatch(),
@@ -862,7 +854,7 @@ def run_blocking(
     fn: Callable[..., Any], *args: Any, what: str = "your code", timeout: float = HANG_LIMIT
 ) -> Outcome:
     """Run the blocking call ``fn(*args)`` in a daemon thread, within ``timeout``."""
-    return _run_on_daemon_thread(what, lambda: fn(*args), timeout)
+    return _run_on_daemon_thread(Outcome(what, on_loop=False), lambda: fn(*args), timeout)
 
 
 def fresh(module: str = "concurrent_burgers.testing") -> ModuleType:

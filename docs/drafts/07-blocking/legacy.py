@@ -1,0 +1,308 @@
+"""Props for notebook 07: blocking libraries called from async code.
+
+The burger shop's app is asynchronous, but some of the libraries it must use are not:
+an old till-printer driver, the head office's reporting client. Their calls block the
+thread that makes them. The module has two parts:
+
+* the story: :class:`TillPrinter`, a legacy driver whose ``print_receipt`` blocks, can
+  report each printed line through a callback, and logs what it does;
+  :func:`greeter`, a task that greets customers at the door at a steady beat (a
+  heartbeat you can see on a timeline); :func:`longest_gap` measures how long the
+  greeter was silent; :class:`HeadOffice`, a blocking reporting client for the
+  exercise's "try it" cell;
+* probes for the hidden tests: :class:`ReportArchive`, a stand-in for the head office's
+  ``blocking_fetch`` that records which thread ran each call and how many ran at once,
+  and can hold calls until a fact is established (enough callers together, the event
+  loop idle with every started thread accounted for), never until a clock says so.
+  :meth:`ReportArchive.calling` wraps the learner's function for a test.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from concurrent_burgers.testing import GATE_FALLBACK, EventLog, Heartbeat, ThreadGate
+
+# --------------------------------------------------------------------------- the story
+
+
+class TillPrinter:
+    """The shop's old till printer, driven by a blocking library.
+
+    ``printer.print_receipt(order)`` prints a receipt of ``lines`` lines, each taking
+    ``seconds / lines``, and blocks its thread the whole time (``time.sleep``). If
+    ``on_line`` is given, the driver calls ``on_line(text)`` after each line, on the
+    thread that prints. Each receipt is logged as a span on the row ``receipt <order>``.
+    """
+
+    def __init__(self, seconds: float = 0.1, lines: int = 3, log: EventLog | None = None) -> None:
+        self.seconds = seconds
+        self.lines = lines
+        self.log = log if log is not None else EventLog()
+
+    def print_receipt(self, order: str, on_line: Callable[[str], Any] | None = None) -> str:
+        """Print the receipt for ``order`` (blocking); return what was printed."""
+        printed = []
+        with self.log.span("printing", who=f"receipt {order}"):
+            for n in range(1, self.lines + 1):
+                time.sleep(self.seconds / self.lines)
+                text = f"{order}: line {n}/{self.lines}"
+                printed.append(text)
+                if on_line is not None:
+                    on_line(text)
+        return f"receipt for {order} ({len(printed)} lines)"
+
+
+async def greeter(log: EventLog, every: float = 0.02, who: str = "greeter") -> None:
+    """Greet a customer every ``every`` seconds, forever: cancel it to stop it.
+
+    Each greeting is an instant on the row ``who``. While the event loop is free, the
+    greetings come at a steady beat; while something blocks the loop, they stop.
+    """
+    while True:
+        log.mark("hello", who=who)
+        await anyio.sleep(every)
+
+
+def longest_gap(log: EventLog, who: str = "greeter") -> float:
+    """The longest time, in seconds, between two instants of ``who`` in ``log``."""
+    times = sorted(e.start for e in log.events if e.who == who)
+    return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+
+class HeadOffice:
+    """The head office's reporting client: ``fetch(report_id)`` blocks for ``seconds``.
+
+    Every call is logged as a span on the row ``report <id>``, coloured by the thread
+    that ran it, and counted: ``peak`` is the most calls that were running at once.
+    """
+
+    def __init__(self, seconds: float = 0.1, log: EventLog | None = None) -> None:
+        self.seconds = seconds
+        self.log = log if log is not None else EventLog()
+        self._lock = threading.Lock()
+        self._current = 0
+        self.peak = 0
+
+    def fetch(self, report_id: Any) -> str:
+        """Fetch one report (blocking) and return it."""
+        with self._lock:
+            self._current += 1
+            self.peak = max(self.peak, self._current)
+        try:
+            with self.log.span("fetching", who=f"report {report_id}"):
+                time.sleep(self.seconds)
+        finally:
+            with self._lock:
+                self._current -= 1
+        return f"report {report_id}"
+
+
+# --------------------------------------------------------------------------- probes
+
+
+def report_for(report_id: Any) -> str:
+    """The report the archive returns for ``report_id``: a plain string."""
+    return f"report {report_id}"
+
+
+def blocking_fetch(archive: ReportArchive, report_id: Any) -> str:
+    """What the learner's code receives as ``blocking_fetch`` (through a partial)."""
+    return archive._fetch(report_id)
+
+
+class ReportArchive:
+    """A stand-in for the head office's blocking ``fetch`` that measures without a clock.
+
+    Pass ``archive.fetch`` to the code under test, through :meth:`calling`. Every call
+    notes its thread and whether it ran on the event loop's own thread (a direct call,
+    which then makes a blocking call that the test's watch stops at once). ``peak``
+    counts the most calls running at the same time. What a call waits for depends on
+    ``hold``:
+
+    * ``"none"``: nothing; the call returns at once;
+    * ``"gate"``: a :class:`ThreadGate` of ``parties``; ``gate_met`` says whether that
+      many calls ever ran together (the gate breaks after a fallback otherwise);
+    * ``"settle"``: every call stays until the loop is idle (it waits in its selector
+      with no callback ready and no timer pending) and every thread started since the
+      call began has reached the archive. Then nothing more can start before one call
+      ends, so ``peak`` is exactly the number of calls the code keeps in flight;
+    * ``"heartbeat"``: the call waits for the loop's heartbeat to tick a few times;
+      ``loop_stalled`` counts calls that waited in vain (the loop was blocked);
+    * ``"order"``: the call for ``ids[0]`` waits until the call for ``ids[-1]`` has
+      started (with 2 threads for 3 ids, that happens only once the result of ``ids[1]``
+      has come back to the loop), so ``ids[1]`` certainly finishes first.
+
+    Fallbacks only bound a wrong answer's wait; a correct one never reaches them.
+    """
+
+    def __init__(
+        self,
+        hold: str = "none",
+        parties: int = 2,
+        ids: list[Any] | None = None,
+        fallback: float = GATE_FALLBACK,
+    ) -> None:
+        self.hold = hold
+        self.ids = list(ids or [])
+        self.fallback = fallback
+        self.gate = ThreadGate(parties, fallback=fallback) if hold == "gate" else None
+        self.calls: list[Any] = []
+        self.threads: set[str] = set()
+        self.direct = 0
+        self.peak = 0
+        self.current = 0
+        self.loop_stalled = 0
+        self.fell_back = False
+        self.tokens_seen: set[float] = set()
+        self.fetch = functools.partial(blocking_fetch, self)
+        self._cond = threading.Condition()
+        self._loop: Any = None
+        self._loop_thread: threading.Thread | None = None
+        self._old: set[int] = set()
+        self._entered: set[int] = set()
+        self._started: set[Any] = set()
+        self._held: set[object] = set()
+        self._released: set[object] = set()
+        self._heartbeat: Heartbeat | None = None
+        self._default_limiter: Any = None
+        self.default_before: tuple[Any, float] | None = None
+        self.default_after: tuple[Any, float] | None = None
+
+    # ------------------------------------------------------------------ running the code
+
+    def calling(
+        self, async_fn: Callable[..., Awaitable[Any]]
+    ) -> Callable[[list[Any], int], Awaitable[Any]]:
+        """``async_fn(ids, self.fetch, max_threads)`` as a test runs it on a fresh loop.
+
+        Records the loop, its thread and the threads alive before the call, and reads
+        AnyIO's default thread limiter of that loop before and after (its object and its
+        tokens). With ``hold="heartbeat"``, a heartbeat ticks on the loop meanwhile.
+        """
+
+        async def run(ids: list[Any], max_threads: int) -> Any:
+            import asyncio
+
+            self._loop = asyncio.get_running_loop()
+            self._loop_thread = threading.current_thread()
+            self._old = {t.ident or 0 for t in threading.enumerate()}
+            limiter = anyio.to_thread.current_default_thread_limiter()
+            self._default_limiter = limiter
+            self.default_before = (limiter, limiter.total_tokens)
+            try:
+                if self.hold == "heartbeat":
+                    async with Heartbeat() as beat:
+                        self._heartbeat = beat
+                        return await async_fn(ids, self.fetch, max_threads)
+                return await async_fn(ids, self.fetch, max_threads)
+            finally:
+                now = anyio.to_thread.current_default_thread_limiter()
+                self.default_after = (now, now.total_tokens)
+
+        return run
+
+    # ------------------------------------------------------------------ one call
+
+    def _fetch(self, report_id: Any) -> str:
+        me = threading.current_thread()
+        if me is self._loop_thread:
+            with self._cond:
+                self.direct += 1
+                self.calls.append(report_id)
+            time.sleep(0.05)  # a real blocking call; the test's watch stops it at once
+            return report_for(report_id)
+        with self._cond:
+            self.calls.append(report_id)
+            self.threads.add(me.name)
+            self._entered.add(me.ident or 0)
+            self._started.add(report_id)
+            self.current += 1
+            self.peak = max(self.peak, self.current)
+            if self._default_limiter is not None:
+                self.tokens_seen.add(self._default_limiter.total_tokens)
+            self._cond.notify_all()
+        try:
+            self._wait(report_id)
+        finally:
+            with self._cond:
+                self.current -= 1
+                self._cond.notify_all()
+        return report_for(report_id)
+
+    def _wait(self, report_id: Any) -> None:
+        if self.hold == "gate" and self.gate is not None:
+            self.gate.arrive()
+        elif self.hold == "heartbeat" and self._heartbeat is not None:
+            if not self._heartbeat.wait_for_ticks(3, fallback=self.fallback):
+                with self._cond:
+                    self.loop_stalled += 1
+        elif self.hold == "order" and self.ids and report_id == self.ids[0]:
+            self._wait_for(lambda: self.ids[-1] in self._started)
+        elif self.hold == "settle":
+            key = object()
+            with self._cond:
+                self._held.add(key)
+            self._wait_for(lambda: key in self._released or self._release_if_settled(key))
+
+    def _wait_for(self, fact: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + self.fallback
+        with self._cond:
+            while not fact():
+                if time.monotonic() > deadline:
+                    self.fell_back = True
+                    self._released |= self._held
+                    self._held.clear()
+                    return
+                self._cond.wait(0.001)  # the fact is re-checked; time only bounds a hang
+
+    @property
+    def gate_met(self) -> bool:
+        return self.gate is not None and self.gate.met and not self.gate.broken
+
+    # ------------------------------------------------------------------ settling
+
+    def _loop_idle(self) -> bool:
+        """The loop waits in its selector, with no callback ready and no timer pending."""
+        thread, loop = self._loop_thread, self._loop
+        if thread is None or loop is None:
+            return False
+        frame = sys._current_frames().get(thread.ident or -1)
+        if frame is None or not (
+            frame.f_code.co_name == "select" and frame.f_code.co_filename.endswith("selectors.py")
+        ):
+            return False
+        try:
+            if len(loop._ready) or any(not h.cancelled() for h in list(loop._scheduled)):
+                return False
+        except Exception:  # the loop changed under our feet: not settled yet
+            return False
+        frame = sys._current_frames().get(thread.ident or -1)
+        return frame is not None and frame.f_code.co_name == "select"
+
+    def _release_if_settled(self, key: object) -> bool:
+        """Called with the lock held: once settled, every call held so far goes together."""
+        if not self._settled():
+            return False
+        self._released |= self._held
+        self._held.clear()
+        self._cond.notify_all()
+        return key in self._released
+
+    def _settled(self) -> bool:
+        if self.hold != "settle" or not self._loop_idle():
+            return False
+        return all(
+            (t.ident or 0) in self._entered
+            for t in threading.enumerate()
+            if (t.ident or 0) not in self._old and t is not self._loop_thread and t.is_alive()
+        )

@@ -163,7 +163,7 @@ class _WireStream(httpcore.AsyncNetworkStream):
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         if not self._outgoing and self._waiting:
             method, path, headers = self._waiting.pop(0)
-            who = f"connection {self.number}"
+            who = f"{self.wire.label} {self.number}"
             try:
                 with anyio.fail_after(timeout), self.wire.served.span(f"GET {path}", who=who):
                     status, head, body = await call_asgi(self.wire.app, method, path, headers)
@@ -194,9 +194,16 @@ class SimulatedWire(httpcore.AsyncNetworkBackend):
     is an event log with one row per connection and one bar per request it carried.
     """
 
-    def __init__(self, app: Any, connect_delay: float = 0.05, log: EventLog | None = None):
+    def __init__(
+        self,
+        app: Any,
+        connect_delay: float = 0.05,
+        log: EventLog | None = None,
+        label: str = "connection",
+    ) -> None:
         self.app = app
         self.connect_delay = connect_delay
+        self.label = label
         self.served = log if log is not None else EventLog()
         self.opened = 0
         self.open_now = 0
@@ -211,7 +218,7 @@ class SimulatedWire(httpcore.AsyncNetworkBackend):
     ) -> _WireStream:
         self.opened += 1
         number = self.opened
-        with self.served.span("connect", who=f"connection {number}"):
+        with self.served.span("connect", who=f"{self.label} {number}"):
             await anyio.sleep(self.connect_delay)
         self.open_now += 1
         return _WireStream(self, number)
@@ -223,17 +230,27 @@ class SimulatedWire(httpcore.AsyncNetworkBackend):
 class WiredTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport and connection pool, over a :class:`SimulatedWire`.
 
-    It takes the same ``limits`` (and ``retries``) as ``httpx.AsyncHTTPTransport``;
+    Give it an ASGI ``app`` (a new wire is made for it) or a ``wire`` that several
+    transports share, so that one wire counts the connections of many clients. It takes
+    the same ``limits`` (and ``retries``) as ``httpx.AsyncHTTPTransport``;
     ``transport.wire`` counts the connections. (httpx has no public switch for the
     pool's network backend: this class sets it once, right after the pool is built.)
     """
 
     def __init__(
-        self, app: Any, *, connect_delay: float = 0.05, log: EventLog | None = None, **options
+        self,
+        app: Any = None,
+        *,
+        wire: SimulatedWire | None = None,
+        log: EventLog | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(**options)
-        self.wire = SimulatedWire(app, connect_delay=connect_delay, log=log)
-        self._pool._network_backend = self.wire
+        # The simulated wire carries plain http only: no certificates to load.
+        super().__init__(**{"verify": False, **options})
+        if wire is None:
+            wire = SimulatedWire(app, log=log)
+        self.wire = wire
+        self._pool._network_backend = wire
 
 
 # --------------------------------------------------------------------------- for tests

@@ -33,7 +33,8 @@ TAMPERED = "GradingEnvironmentChanged"
 
 _GUARD_CELL = """
 def _make_guard():
-    import builtins, importlib, importlib.util, inspect, pkgutil, sys, threading, time
+    import builtins, gc, importlib, importlib.util, inspect, logging, pkgutil, sys
+    import threading, time, warnings
     import anyio, sniffio
     import concurrent_burgers
     from IPython import get_ipython
@@ -43,6 +44,8 @@ def _make_guard():
     any_, getattr_, len_, list_, set_, sorted_, type_, vars_, zip_ = (
         any, getattr, len, list, set, sorted, type, vars, zip)
     Exception_ = Exception
+    gc_collect, catch_warnings, ignore = gc.collect, warnings.catch_warnings, warnings.simplefilter
+    asyncio_log = logging.getLogger("asyncio")
     modules = {"builtins": builtins, "importlib.util": importlib.util, "inspect": inspect,
                "threading": threading, "time": time, "anyio": anyio, "sniffio": sniffio}
     for info in pkgutil.iter_modules(concurrent_burgers.__path__, "concurrent_burgers."):
@@ -102,7 +105,21 @@ def _make_guard():
             found.append("a trace or profile function")
         return found
 
+    def sweep():
+        # Garbage that earlier cells left (a task whose error nobody retrieved, a coroutine
+        # never awaited) reports itself on stderr whenever it is collected: collect it now,
+        # quietly, so that it never lands in a test at a moment chosen by the collector.
+        was = asyncio_log.disabled
+        asyncio_log.disabled = True
+        try:
+            with catch_warnings():
+                ignore("ignore")
+                gc_collect()
+        finally:
+            asyncio_log.disabled = was
+
     def guard(test_id):
+        sweep()
         found = changes()
         if found:
             error = type_("GradingEnvironmentChanged", (Exception_,), {})

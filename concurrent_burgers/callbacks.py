@@ -248,10 +248,10 @@ class Pager:
     never printed), except the ``RuntimeError`` of an event loop that has closed since
     the request: the caller did not wait for its page, which is the mistake the test
     reports, and whether the page came just before or just after the close is a matter
-    of timing, so such a page is only counted in ``after_loop_closed``. ``pages``
-    records every callback made, ``errors_sent`` the errors handed to ``on_error``.
-    ``before_page``, if given, is called on the pager's thread instead of sleeping
-    ``delay`` seconds (tests use it to wait for a signal).
+    of timing, so such a page is dropped quietly. ``pages`` records every callback made,
+    ``errors_sent`` the errors handed to ``on_error``. ``before_page``, if given, is
+    called on the pager's thread instead of sleeping ``delay`` seconds (tests use it to
+    wait for a signal).
 
     ``when_parked=True`` (for tests) makes the pager call back, instead of after
     ``delay`` seconds, once the event loop that made the request has nothing left to
@@ -290,7 +290,6 @@ class Pager:
         self.pages: list[Page] = []
         self.errors_sent: list[PagerError] = []
         self.callback_errors: list[str] = []
-        self.after_loop_closed: list[Any] = []
         self._threads: list[threading.Thread] = []
         self._numbers = itertools.count(1)
 
@@ -329,12 +328,13 @@ class Pager:
         me = threading.current_thread()
         try:
             with self.log.span(f"#{order}", who=self.name):
+                parked_loop = caller_loop if self.when_parked else None
                 if self.before_page is not None:
                     self.before_page()
-                elif not self.when_parked or caller_loop is None:
+                elif parked_loop is None:
                     time.sleep(self.delay)
-                if self.when_parked and caller_loop is not None:
-                    self.parked.append(_wait_until_parked(caller_loop, self.fallback))
+                if parked_loop is not None:
+                    self.parked.append(_wait_until_parked(parked_loop, self.fallback))
             if order in self.failing:
                 error = PagerError(f"order {order} cannot be made: the kitchen is out of buns")
                 self.errors_sent.append(error)
@@ -356,8 +356,7 @@ class Pager:
                 and caller_loop is not None
                 and caller_loop.is_closed()
             ):
-                self.after_loop_closed.append(order)
-                return
+                return  # nobody waits for this page any more (see the class docstring)
             detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             self.callback_errors.append(f"{detail} (on thread {me.name})")
 

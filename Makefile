@@ -19,8 +19,16 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e .
 	touch $@
 
+# The gradebook knows every assignment's points (formgrader shows them); redone when a
+# source notebook changes.
+WORK := $(or $(AUTOGRADER_WORK),.grading)
+RECORDED := $(WORK)/.recorded
+$(RECORDED): $(STAMP) autograder/exercises.toml $(wildcard solutions/*/*.ipynb)
+	$(BIN)/autograder record
+	touch $@
+
 ## Open the course in JupyterLab (installs everything the first time).
-lab: $(STAMP)
+lab: $(STAMP) $(RECORDED)
 	$(BIN)/jupyter lab --port $(PORT) $(if $(filter 0,$(shell id -u)),--allow-root) \
 		--ServerApp.root_dir="$(CURDIR)" \
 		--LabApp.default_url=/lab/tree/notebooks/00-welcome/00-welcome.ipynb $(LAB_ARGS)

@@ -63,6 +63,16 @@ def cmd_release(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    from autograder import gradebook
+
+    ids = args.assignments or list(course.assignments())
+    for assignment_id in ids:
+        gradebook.record_assignment(course.assignment(assignment_id))
+    print(f"recorded {len(ids)} assignment(s) in the gradebook {gradebook.db_url()}")
+    return 0
+
+
 # --------------------------------------------------------------------------- grade
 
 
@@ -120,29 +130,36 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
     subs, warnings = find_submissions(root)
+    if args.student:
+        subs = [s for s in subs if s.student in args.student]
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     if not subs:
         raise UserError(f"no submissions found under {root} (expected <student>/<assignment>/)")
 
+    from autograder import gradebook
     from autograder.grading import grade_many
     from autograder.reports import summary_line, write_feedback, write_grades
 
     copies = _source_copies(subs)
+    for assignment_id in copies:
+        gradebook.record_assignment(course.assignment(assignment_id))
     out.mkdir(parents=True, exist_ok=True)
     isolation = _isolation(root, out)
     results = []
+    by_key = {(s.student, s.assignment.id): s for s in subs}
     for graded in grade_many(subs, copies, _limits(args), args.workers, isolation):
+        gradebook.record(graded, by_key[graded.student, graded.assignment], force=args.force)
         write_feedback(graded, out)
-        graded.notebook = None  # feedback is written; free the memory
+        graded.notebook = None  # recorded and written; free the memory
         results.append(graded)
         print(
             f"{graded.student:>20}  {graded.assignment:<22} "
             f"{graded.score:g}/{graded.max_score:g}  ({graded.seconds:.1f} s)",
             flush=True,
         )
-    write_grades(results, out)
-    print(f"{summary_line(results)}; wrote {out / 'grades.csv'}")
+    write_grades(gradebook.class_results(), out)
+    print(f"{summary_line(results)}; wrote {out / 'grades.csv'} for the whole class")
     return 0
 
 
@@ -189,6 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("assignments", nargs="*", help="assignment ids (default: all)")
     p.set_defaults(run=cmd_release)
 
+    p = sub.add_parser(
+        "record",
+        help="put assignments and their graded cells in nbgrader's gradebook "
+        "(release and grade do it too), so that formgrader shows their points",
+    )
+    p.add_argument("assignments", nargs="*", help="assignment ids (default: all)")
+    p.set_defaults(run=cmd_record)
+
     def limits(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--cell-timeout",
@@ -220,6 +245,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=2 * (os.cpu_count() or 1),
         help="notebooks graded at once (default: two per core; kernels mostly wait)",
+    )
+    p.add_argument(
+        "--student",
+        action="append",
+        metavar="NAME",
+        help="grade only this student (repeat for more); everyone else's grades stay",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="discard manual grades an instructor gave in formgrader to the regraded students",
     )
     limits(p)
     p.set_defaults(run=cmd_grade)

@@ -16,7 +16,10 @@ AUTOGRADER = ROOT / "autograder"
 PACKAGE = ROOT / "concurrent_burgers"  # the course helpers notebooks import
 SOLUTIONS = ROOT / "solutions"
 NOTEBOOKS = ROOT / "notebooks"
-WORK = ROOT / ".grading"
+# The gradebook, nbgrader's submitted/autograded/feedback folders and the exchange: never
+# tracked. AUTOGRADER_WORK moves them (the tests use a scratch one); nbgrader_config.py
+# reads the same variable, so formgrader sees what `autograder grade` recorded.
+WORK = Path(os.environ.get("AUTOGRADER_WORK", ROOT / ".grading")).resolve()
 MANIFEST = AUTOGRADER / "exercises.toml"
 # How far `autograder check --hint` climbed each hint ladder, per notebook file.
 HINT_STATE = Path(os.environ.get("AUTOGRADER_HINT_STATE", WORK / "hints.json"))

@@ -4,20 +4,25 @@ Found through JUPYTER_CONFIG_DIR=autograder (the Makefile sets it), so `nbgrader
 JupyterLab's Validate button and the formgrader all see the same course.
 """
 
+import os
 from pathlib import Path
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821
 
 ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / ".grading"  # gradebook, submissions and grading files: never tracked
-WORK.mkdir(exist_ok=True)  # SQLite creates the gradebook, but not its folder
+# Gradebook, submissions and grading files: never tracked (see autograder/course.py).
+WORK = Path(os.environ.get("AUTOGRADER_WORK", ROOT / ".grading")).resolve()
+WORK.mkdir(parents=True, exist_ok=True)  # SQLite creates the gradebook, but not its folder
 
 c.CourseDirectory.root = str(ROOT)
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "notebooks"
-c.CourseDirectory.submitted_directory = ".grading/submitted"
-c.CourseDirectory.autograded_directory = ".grading/autograded"
-c.CourseDirectory.feedback_directory = ".grading/feedback"
+# Relative to the root even when WORK lies elsewhere: nbgrader builds regular expressions
+# from these paths that expect a relative one.
+_work = os.path.relpath(WORK, ROOT)
+c.CourseDirectory.submitted_directory = f"{_work}/submitted"
+c.CourseDirectory.autograded_directory = f"{_work}/autograded"
+c.CourseDirectory.feedback_directory = f"{_work}/feedback"
 c.CourseDirectory.db_url = f"sqlite:///{WORK / 'gradebook.db'}?timeout=30"
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__"]
 # A local exchange for a single machine; a JupyterHub classroom sets its shared one

@@ -21,11 +21,12 @@ from autograder.assemble import KERNELSPEC
 from autograder.course import AUTOGRADER, ROOT, Assignment, UserError
 
 
-def nbgrader_api(root: Path = ROOT) -> NbGraderAPI:
+def nbgrader_api(root: Path = ROOT, release_to: Path | None = None) -> NbGraderAPI:
     """nbgrader's API, configured from ``autograder/nbgrader_config.py``.
 
     ``root`` moves the whole course (solutions, release folder, gradebook) elsewhere;
     the tests use it to regenerate the student copies in a scratch folder.
+    ``release_to`` sends student copies to another folder than ``notebooks/``.
     """
     # nbgrader runs the `alembic` command to create a gradebook: make this environment's
     # tools visible even when the venv is not activated.
@@ -36,7 +37,9 @@ def nbgrader_api(root: Path = ROOT) -> NbGraderAPI:
     if root != ROOT:
         config.CourseDirectory.root = str(root)
         config.CourseDirectory.db_url = f"sqlite:///{root / '.grading' / 'gradebook.db'}"
-    (root / ".grading").mkdir(exist_ok=True)
+        (root / ".grading").mkdir(exist_ok=True)
+    if release_to is not None:
+        config.CourseDirectory.release_directory = os.path.relpath(release_to, root)
     coursedir = CourseDirectory(config=config)
     return NbGraderAPI(coursedir, config=config)
 

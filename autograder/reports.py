@@ -23,14 +23,17 @@ _BODY = re.compile(r"<body[^>]*>")
 
 
 def write_grades(results: list[Graded], out: Path) -> None:
-    """``grades.csv`` (one row per student and assignment) and ``grades.json`` (per test)."""
+    """``grades.csv`` (one row per student and assignment, with its notes) and
+    ``grades.json`` (per test)."""
     out.mkdir(parents=True, exist_ok=True)
     ordered = sorted(results, key=lambda g: (g.student, g.assignment))
     with (out / "grades.csv").open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["student", "assignment", "score", "max_score"])
+        writer.writerow(["student", "assignment", "score", "max_score", "notes"])
         for g in ordered:
-            writer.writerow([g.student, g.assignment, _num(g.score), _num(g.max_score)])
+            writer.writerow(
+                [g.student, g.assignment, _num(g.score), _num(g.max_score), " | ".join(g.notes)]
+            )
     detail = [
         {
             "student": g.student,

@@ -6,19 +6,27 @@ graded once per session, four notebooks at a time (they mostly wait); tests read
 
 from __future__ import annotations
 
+import atexit
 import copy
 import os
+import shutil
+import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
-import pytest
+# The suite never writes to the course's own gradebook, where an instructor's class may
+# be: every test and every command it runs share a scratch one (see autograder/course.py).
+os.environ["AUTOGRADER_WORK"] = tempfile.mkdtemp(prefix="autograder-work-")
+atexit.register(shutil.rmtree, os.environ["AUTOGRADER_WORK"], ignore_errors=True)
 
-from autograder import course
-from autograder.assemble import grade_id, is_answer
-from autograder.execute import Limits
-from autograder.grading import (
+import nbformat  # noqa: E402
+import pytest  # noqa: E402
+
+from autograder import course  # noqa: E402
+from autograder.assemble import grade_id, is_answer  # noqa: E402
+from autograder.execute import Limits  # noqa: E402
+from autograder.grading import (  # noqa: E402
     Graded,
     Isolation,
     SourceCopies,

@@ -90,7 +90,7 @@ def test_grade_a_class(tmp_path):
     assert result.returncode == 0, result.stderr
     with (out / "grades.csv").open() as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["student", "assignment", "score", "max_score"]
+    assert rows[0] == ["student", "assignment", "score", "max_score", "notes"]
     scores = {r[0]: (float(r[2]), float(r[3])) for r in rows[1:]}
     assert set(scores) == {"alice", "bob", "carol", "dave", "erin", "frank"}
     assert scores["alice"] == (4, 4)

@@ -5,17 +5,23 @@ kernelspec: the instructor's notebook (``solutions/``) is the skeleton. Each cel
 it is taken, in its order, as follows:
 
 * an answer cell (nbgrader ``solution``): the student's text for that grade id (the
-  last copy if they duplicated it), or the untouched stub if they deleted it;
+  last copy if they duplicated it); if they deleted it, the untouched stub, unless
+  their own cells define what the stub defines (they retyped it elsewhere): then their
+  code stands and the answer cell stays empty;
 * a test or read-only cell: the instructor's version, hidden tests included;
 * any other cell (a demonstration): the student's version when they kept it (same
   cell id), else the instructor's.
 
 Cells the student added are kept, each after the known cell it followed. Cell types,
 nbgrader metadata and the kernelspec always come from the instructor's notebook.
+
+An answer that does not even parse is reported (:attr:`Assembly.syntax_errors`), so that
+no test can pass or fail for a reason other than the syntax error.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
 from dataclasses import dataclass, field
 
@@ -32,6 +38,8 @@ class Assembly:
 
     notebook: NotebookNode
     notes: list[str] = field(default_factory=list)
+    # "answer cell `greet`, line 3: invalid syntax" for each answer that does not parse.
+    syntax_errors: list[str] = field(default_factory=list)
 
 
 def nbgrader_meta(cell: NotebookNode) -> dict:
@@ -86,13 +94,24 @@ def assemble(source: NotebookNode, release: NotebookNode, student: NotebookNode)
         else:
             added.setdefault(anchor, []).append(_as_plain_cell(cell))
 
+    theirs = set().union(*(_defined_names(_text(c)) for cs in added.values() for c in cs))
+    retyped = [
+        key
+        for key in answer_ids - set(kept)
+        if theirs >= (stub_names := _defined_names(_text(stubs[key]))) and stub_names
+    ]
     cells = list(added.get(_TOP, []))
     for cell in source.cells:
         key = _key(cell)
         if is_answer(cell):
             student_cell = kept.get(key)
             chosen = copy.deepcopy(cell)
-            chosen.source = _text(student_cell if student_cell is not None else stubs[key])
+            if student_cell is not None:
+                chosen.source = _text(student_cell)
+            elif key in retyped:
+                chosen.source = "# (this answer cell was deleted; your own cells define it)"
+            else:
+                chosen.source = _text(stubs[key])
         elif nbgrader_meta(cell) or key not in kept:
             chosen = copy.deepcopy(cell)
         else:
@@ -108,6 +127,16 @@ def assemble(source: NotebookNode, release: NotebookNode, student: NotebookNode)
     graded.metadata["kernelspec"] = dict(KERNELSPEC)
     found = sum(1 for a in answer_ids if a in kept)
     assembly = Assembly(graded)
+    for key in sorted(kept.keys() & answer_ids):
+        problem = _syntax_error(_text(kept[key]))
+        if problem:
+            assembly.syntax_errors.append(f"answer cell `{key}`, {problem}")
+    if retyped:
+        found += len(retyped)
+        assembly.notes.append(
+            f"The answer cell(s) {', '.join(sorted(retyped))} were deleted, but your own cells "
+            "define the same names: your code was graded."
+        )
     if answer_ids and not found:
         assembly.notes.append(
             "None of this assignment's answer cells were found in the submitted notebook: "
@@ -129,3 +158,42 @@ def _as_plain_cell(cell: NotebookNode) -> NotebookNode:
     if cell.get("cell_type") == "raw":
         return nbformat.v4.new_raw_cell(text)
     return nbformat.v4.new_markdown_cell(text)
+
+
+def _python(text: str) -> str:
+    """A cell's text as the kernel runs it: IPython's magics and ``!`` lines made Python."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager().transform_cell(text)
+
+
+def _parse(text: str) -> ast.Module:
+    flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    return compile(_python(text), "<answer>", "exec", flags=flags, dont_inherit=True)
+
+
+def _syntax_error(text: str) -> str:
+    """Where and why a cell does not parse, or "" when it does."""
+    try:
+        _parse(text)
+    except SyntaxError as exc:
+        return f"line {exc.lineno}: {exc.msg}"
+    except (ValueError, RecursionError) as exc:  # a NUL byte; absurdly deep nesting
+        return str(exc)
+    return ""
+
+
+def _defined_names(text: str) -> set[str]:
+    """The names a cell defines at its top level (functions, classes, assignments)."""
+    try:
+        tree = _parse(text)
+    except (SyntaxError, ValueError, RecursionError):
+        return set()
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names

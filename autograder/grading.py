@@ -18,6 +18,7 @@ import shutil
 import signal
 import tempfile
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -133,13 +134,34 @@ def read_submission(path: Path) -> tuple[NotebookNode | None, str]:
         return None, "The submitted file is not a notebook (it is not even text)."
     except ValueError:
         return None, "The submitted file is not a readable notebook (its JSON is broken)."
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        return None, "The submitted file is JSON but not a Jupyter notebook."
     try:
-        nb = nbformat.reads(json.dumps(data), as_version=4)
-        if not isinstance(nb.get("cells"), list):
-            raise ValueError("no cells")
+        # Read leniently, as Jupyter opens it: keys a notebook may lack (an editor or a
+        # script wrote it) are filled in, and what nbformat's validation finds is ignored.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a missing cell id, say: nbformat adds one
+            nb = nbformat.reads(
+                json.dumps(_with_optional_keys(data)), as_version=4, capture_validation_error={}
+            )
     except Exception:
         return None, "The submitted file is JSON but not a Jupyter notebook."
     return nb, ""
+
+
+def _with_optional_keys(data: dict) -> dict:
+    data.setdefault("nbformat", 4)
+    data.setdefault("nbformat_minor", 5)
+    data.setdefault("metadata", {})
+    for cell in data["cells"]:
+        if isinstance(cell, dict):
+            cell.setdefault("cell_type", "code")
+            cell.setdefault("metadata", {})
+            cell.setdefault("source", "")
+            if cell["cell_type"] == "code":
+                cell.setdefault("outputs", [])
+                cell.setdefault("execution_count", None)
+    return data
 
 
 def score(executed: NotebookNode, copies: SourceCopies, secret: str) -> list[TestResult]:
@@ -229,7 +251,17 @@ def grade_in_this_process(
         executed, set_aside = run_notebook(armed, workdir, limits, report_kernel, jail)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    graded = Graded(sub.student, sub.assignment.id, score(executed, copies, secret), assembly.notes)
+    tests = score(executed, copies, secret)
+    if assembly.syntax_errors:
+        # Nothing of a broken answer ran: no test may pass or fail for another reason.
+        problem = "; ".join(assembly.syntax_errors)
+        reason = (
+            f"Your answer has a syntax error ({problem}), so none of that cell ran. "
+            "Run the cell to see where Python stopped reading, fix it, and run it again."
+        )
+        tests = [TestResult(t.id, 0.0, t.max_points, reason) for t in tests]
+        assembly.notes.append(f"Syntax error in {problem}.")
+    graded = Graded(sub.student, sub.assignment.id, tests, assembly.notes)
     graded.out_of_time = any(ran_out_of_time(reason) for reason in set_aside.values())
     if -1 in set_aside:
         graded.notes.append(set_aside[-1])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import shutil
 import threading
 from collections.abc import Callable
@@ -125,6 +126,20 @@ def _kernelspec(nb):
 
 def _delete_answer(nb):
     nb.cells = [c for c in nb.cells if not is_answer(c)]
+
+
+def _retype_answer_in_a_new_cell(nb):
+    at = next(i for i, c in enumerate(nb.cells) if is_answer(c))
+    nb.cells[at] = nbformat.v4.new_code_cell(CORRECT.strip())  # no nbgrader metadata
+
+
+def without_optional_keys() -> str:
+    """The answered notebook as a script might write it: no cell metadata, outputs or ids."""
+    nb = json.loads(nbformat.writes(answered()))
+    for cell in nb["cells"]:
+        for key in ("metadata", "outputs", "execution_count", "id"):
+            cell.pop(key, None)
+    return json.dumps(nb)
 
 
 COURSE_FILES = [
@@ -306,6 +321,19 @@ CASES = [
     ),
     # Cells deleted, duplicated, reordered, retyped; kernelspec changed.
     Case("answer-deleted", lambda: edit(_delete_answer), 0, "answer cells"),
+    Case(
+        "answer-retyped-in-a-new-cell",
+        lambda: edit(_retype_answer_in_a_new_cell),
+        4,
+        "your code was graded",
+    ),
+    Case("missing-optional-keys", without_optional_keys, 4, "your code was graded"),
+    Case(
+        "syntax-error",
+        lambda: answered("async def greet(name)\n    return name"),
+        0,
+        "syntax error (answer cell `greet`, line 1",
+    ),
     Case("tests-deleted", lambda: edit(_drop_tests), 4),
     Case("cells-duplicated", lambda: edit(_duplicate), 4),
     Case("cells-reordered", lambda: edit(_move_answer_to_end), 4),

@@ -8,6 +8,8 @@ import html
 import json
 import re
 import shutil
+import sysconfig
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -15,11 +17,14 @@ import nbformat
 from nbconvert import HTMLExporter
 from nbgrader.preprocessors import ClearHiddenTests
 
+from autograder import course
 from autograder.assemble import is_test
 from autograder.grading import Graded
 from autograder.hints import wrap
 
 _BODY = re.compile(r"<body[^>]*>")
+_TITLE = re.compile(r"<title>.*?</title>", re.S)
+_HEAD_STYLE = re.compile(r"<style[^>]*>(.*?)</style>", re.S)
 
 
 def write_grades(results: list[Graded], out: Path) -> None:
@@ -49,6 +54,25 @@ def write_grades(results: list[Graded], out: Path) -> None:
         for g in ordered
     ]
     (out / "grades.json").write_text(json.dumps(detail, indent=2) + "\n")
+    _write_wide(ordered, out / "grades-wide.csv")
+
+
+def _write_wide(results: list[Graded], path: Path) -> None:
+    """One row per student, one column per assignment and a total, for a spreadsheet or an
+    LMS gradebook; the row under the header holds each column's maximum."""
+    order = list(course.assignments())
+    maxima = {g.assignment: g.max_score for g in results}
+    ids = [a for a in order if a in maxima] + sorted(set(maxima) - set(order))
+    scores: dict[str, dict[str, float]] = {}
+    for g in results:
+        scores.setdefault(g.student, {})[g.assignment] = g.score
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student", *ids, "total"])
+        writer.writerow(["(maximum)", *(_num(maxima[a]) for a in ids), _num(sum(maxima.values()))])
+        for student, got in sorted(scores.items()):
+            cells = [_num(got[a]) if a in got else "" for a in ids]
+            writer.writerow([student, *cells, _num(sum(got.values()))])
 
 
 def _num(x: float) -> str:
@@ -70,22 +94,56 @@ def student_view(graded: Graded) -> nbformat.NotebookNode | None:
         for out in cell.outputs:
             if out.output_type == "error":
                 out.traceback = [f"{out.ename}: {out.evalue}"]
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.output_type == "error":
+                out.traceback = [_GRADING_PATHS.sub("", line) for line in out.traceback]
     return nb
 
 
+# Where things lie on the grading machine: the course, Python's own libraries and a
+# notebook's scratch folder. A student's traceback shows `concurrent_burgers/testing.py`
+# and `anyio/_core/...`, not the machine's layout.
+_GRADING_PATHS = re.compile(
+    "|".join(
+        re.escape(str(p).rstrip("/") + "/")
+        for p in sorted(
+            {course.ROOT, *(Path(sysconfig.get_path(k)) for k in ("stdlib", "purelib", "platlib"))},
+            key=lambda p: -len(str(p)),
+        )
+    )
+    + "|"
+    + re.escape(tempfile.gettempdir())
+    + r"/(?:autograder-runs-\w+/)?grade-\w+/"
+)
+
+
 def write_feedback(graded: Graded, out: Path) -> Path:
-    """``feedback/<student>/<assignment>.html``: the score table, then the executed notebook."""
+    """``feedback/<student>/<assignment>.html``: the score table, then the executed notebook.
+
+    JupyterLab's styles (some 300 kB, the same for every page) go once into
+    ``feedback/notebook.css``, which each page links to.
+    """
     target = out / "feedback" / graded.student / f"{graded.assignment}.html"
     target.parent.mkdir(parents=True, exist_ok=True)
+    title = html.escape(f"{graded.assignment}: feedback for {graded.student}")
     summary = _summary_html(graded)
     nb = student_view(graded)
     if nb is None:
         body = "<p>No notebook could be run for this submission.</p>"
-        page = f"<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>{summary}{body}"
+        head = f"<meta charset='utf-8'><title>{title}</title>"
+        page = f"<!DOCTYPE html><html><head>{head}</head><body>{summary}{body}"
         target.write_text(page + "</body></html>")
         return target
     page, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
-    page = _BODY.sub(lambda m: m.group(0) + summary, page, count=1)
+    page = _TITLE.sub(f"<title>{title}</title>", page, count=1)
+    styles = "\n".join(m.group(1) for m in _HEAD_STYLE.finditer(page.split("</head>")[0]))
+    stylesheet = out / "feedback" / "notebook.css"
+    if not stylesheet.exists() or stylesheet.read_text() != styles:
+        stylesheet.write_text(styles)
+    head, rest = page.split("</head>", 1)
+    head = _HEAD_STYLE.sub("", head) + '<link rel="stylesheet" href="../notebook.css">'
+    page = head + "</head>" + _BODY.sub(lambda m: m.group(0) + summary, rest, count=1)
     target.write_text(page)
     return target
 

@@ -93,6 +93,10 @@ def test_formgrader_and_export_report_the_scores_of_grades_csv(work: Path, grade
         "carol": (0, 4),
     }
     assert "broken" in ours["carol"][2]  # the reason is in the sheet instructors upload
+    with (graded / "grades-wide.csv").open() as f:
+        wide = list(csv.reader(f))
+    assert wide[:2] == [["student", WELCOME.id, "total"], ["(maximum)", "4", "4"]]
+    assert wide[2:] == [["alice", "4", "4"], ["bob", "0", "0"], ["carol", "0", "0"]]
 
     env = environment(work)
     code = (
@@ -122,6 +126,33 @@ def test_formgrader_and_export_report_the_scores_of_grades_csv(work: Path, grade
             r["student_id"]: (float(r["score"]), float(r["max_score"])) for r in csv.DictReader(f)
         }
     assert exported == {s: v[:2] for s, v in ours.items()}
+
+
+def test_nbgrader_generates_feedback_from_what_grade_recorded(work: Path, graded: Path) -> None:
+    """`nbgrader generate_feedback` works on grade's record, and hides the hidden tests."""
+    subprocess.run(
+        [str(Path(sys.executable).with_name("nbgrader")), "generate_feedback", WELCOME.id],
+        env=environment(work),
+        cwd=course.ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for student, score in (("alice", "4.0 / 4.0"), ("bob", "0.0 / 4.0")):
+        page = (work / "feedback" / student / WELCOME.id / f"{WELCOME.id}.html").read_text()
+        assert f"Score: {score}" in page
+        assert "BEGIN HIDDEN TESTS" not in page  # nbgrader's ClearHiddenTests ran
+
+
+def test_feedback_pages_are_small_titled_and_share_their_styles(graded: Path) -> None:
+    """Each page names its student and assignment and links one shared stylesheet."""
+    page = graded / "feedback" / "alice" / f"{WELCOME.id}.html"
+    text = page.read_text()
+    assert f"<title>{WELCOME.id}: feedback for alice</title>" in text
+    assert '<link rel="stylesheet" href="../notebook.css">' in text
+    assert (graded / "feedback" / "notebook.css").stat().st_size > 10_000
+    assert page.stat().st_size < 150_000
+    assert str(course.ROOT) not in text
 
 
 def test_regrading_one_student_keeps_the_class_and_their_manual_grade(

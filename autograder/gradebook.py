@@ -83,7 +83,7 @@ def record(graded: Graded, sub: Submission, force: bool = False) -> None:
         extra = {"timestamp": timestamp} if timestamp else {}
         gb.update_or_create_submission(assignment, student, **extra)
     nb = _with_verdicts(graded)
-    _keep_files(graded, sub, nb, timestamp)
+    _keep_files(graded, sub, nb)
     if nb is not None:
         resources = {"notebook": assignment, "assignment": assignment, "student": student}
         SaveAutoGrades().preprocess(nb, {"nbgrader": {**resources, "db_url": db_url()}})
@@ -109,25 +109,22 @@ def _timestamp(folder: Path) -> str | None:
     return text or None
 
 
-def _keep_files(
-    graded: Graded, sub: Submission, nb: NotebookNode | None, timestamp: str | None
-) -> None:
-    """The student's notebook under ``submitted/``, the executed one under ``autograded/``."""
+def _keep_files(graded: Graded, sub: Submission, nb: NotebookNode | None) -> None:
+    """The submission under ``submitted/``, the executed notebook under ``autograded/``.
+
+    As with ``nbgrader autograde``, the submission's other files come along to both,
+    nbgrader's own among them (``timestamp.txt``; ``submission_secret.txt``, which
+    ``release_feedback`` needs).
+    """
     submitted = SUBMITTED / graded.student / sub.assignment.id
     if submitted.resolve() != sub.path.parent.resolve():
-        shutil.rmtree(submitted, ignore_errors=True)
-        submitted.mkdir(parents=True)
+        _refill(submitted, sub.path.parent)
         if sub.path.is_file():
             shutil.copy2(sub.path, submitted / f"{sub.assignment.id}.ipynb")
-        if timestamp:
-            (submitted / "timestamp.txt").write_text(timestamp + "\n")
     autograded = AUTOGRADED / graded.student / sub.assignment.id
-    shutil.rmtree(autograded, ignore_errors=True)
-    autograded.mkdir(parents=True)
+    _refill(autograded, sub.path.parent)
     if nb is not None:
         nbformat.write(nb, autograded / f"{sub.assignment.id}.ipynb")
-    if timestamp:
-        (autograded / "timestamp.txt").write_text(timestamp + "\n")
     record = RECORDS / sub.assignment.id / f"{graded.student}.json"
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(
@@ -141,6 +138,15 @@ def _keep_files(
             indent=1,
         )
     )
+
+
+def _refill(folder: Path, source: Path) -> None:
+    """``folder`` emptied, then given the files (not notebooks) that lie in ``source``."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for item in source.iterdir() if source.is_dir() else []:
+        if item.is_file() and item.suffix != ".ipynb" and item.stat().st_size < 10 * 1024**2:
+            shutil.copy2(item, folder / item.name)
 
 
 def _with_verdicts(graded: Graded) -> NotebookNode | None:

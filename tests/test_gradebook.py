@@ -181,3 +181,39 @@ def test_regrading_one_student_keeps_the_class_and_their_manual_grade(
     rows = grades_csv(out)
     assert rows["bob"][:2] == (0, 4) and "by hand" not in rows["bob"][2]
     assert set(rows) == {"alice", "bob", "carol"}
+
+
+def test_exchange_round_trip_release_collect_grade_return_feedback(tmp_path: Path) -> None:
+    """The README's classroom steps on one machine: nbgrader hands the copy out and brings
+    it back, `autograder grade` grades what `nbgrader collect` gathered, and nbgrader
+    returns the feedback to the student."""
+    work = tmp_path / "work"
+    home = tmp_path / "student-home"
+    home.mkdir()
+
+    def nbgrader(*args: str, cwd: Path = course.ROOT) -> None:
+        exe = str(Path(sys.executable).with_name("nbgrader"))
+        done = subprocess.run(
+            [exe, *args, "--course", "concurrent-burgers"],
+            env=environment(work),
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    autograder(work, "record", WELCOME.id)
+    nbgrader("release_assignment", WELCOME.id)
+    nbgrader("fetch_assignment", WELCOME.id, cwd=home)
+    shutil.copy(WELCOME.source, home / WELCOME.id)  # the student solves it
+    nbgrader("submit", WELCOME.id, cwd=home)
+    nbgrader("collect", WELCOME.id)
+    out = tmp_path / "out"
+    autograder(work, "grade", str(work / "submitted"), "--out", str(out))
+    (student,) = grades_csv(out)
+    assert grades_csv(out)[student][:2] == (4, 4)
+    nbgrader("generate_feedback", WELCOME.id)
+    nbgrader("release_feedback", WELCOME.id)
+    nbgrader("fetch_feedback", WELCOME.id, cwd=home)
+    (page,) = (home / WELCOME.id / "feedback").glob(f"*/{WELCOME.id}.html")
+    assert "Score: 4.0 / 4.0" in page.read_text()

@@ -215,6 +215,7 @@ def _steady(text: str) -> str:
 
 
 def _blank(sub: Submission, copies: SourceCopies, reason: str) -> Graded:
+    """Every test at 0 for ``reason``, when no test could be scored at all."""
     tests = [TestResult(t, 0.0, p, reason) for t, p in copies.tests()]
     return Graded(sub.student, sub.assignment.id, tests, notes=[reason])
 
@@ -396,26 +397,21 @@ def _fan_out(
             if kind == "done":
                 yield payload, job
             else:
-                yield (
-                    _blank(
-                        job.sub,
-                        copies[job.sub.assignment.id],
-                        "The grader's worker for this "
-                        "notebook died unexpectedly (out of memory?); no test could be scored.",
-                    ),
-                    job,
+                reason = (
+                    "The grader's worker for this notebook died unexpectedly (out of "
+                    "memory?); no test could be scored."
                 )
+                yield _blank(job.sub, copies[job.sub.assignment.id], reason), job
         now = time.monotonic()
         for key, job in list(running.items()):
             if now >= job.deadline:
                 del running[key]
                 _stop(job)
-                graded = _blank(
-                    job.sub,
-                    copies[job.sub.assignment.id],
+                reason = (
                     f"Grading this notebook took longer than {limits.notebook_seconds:.0f} s "
-                    "and was stopped; no test could be scored.",
+                    "and was stopped; no test could be scored."
                 )
+                graded = _blank(job.sub, copies[job.sub.assignment.id], reason)
                 graded.out_of_time = True
                 yield graded, job
 

@@ -185,6 +185,8 @@ def _failure(cell: NotebookNode, secret: str) -> str:
         if out.output_type == "error":
             if out.ename in ("ExerciseFailure", SET_ASIDE, guard.TAMPERED):
                 return out.evalue
+            if out.ename == "NameError" and guard.NAME_PREFIX in out.evalue:
+                return guard.WIPED
             return f"{out.ename}: {out.evalue}" if out.evalue else out.ename
         if out.output_type == "stream" and out.name == "stderr":
             return (

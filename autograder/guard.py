@@ -30,6 +30,12 @@ from autograder.assemble import grade_id, is_test
 
 GUARD_TAG = "grader-guard"
 TAMPERED = "GradingEnvironmentChanged"
+NAME_PREFIX = "_grader_guard_"
+# What a test says when a student's cell wiped the guard out of the namespace.
+WIPED = (
+    "This test cannot be trusted, so it scores 0: code run before it removed the "
+    "notebook's variables (%reset, or del of everything), the grader's own check among them."
+)
 
 _GUARD_CELL = """
 def _make_guard():
@@ -144,7 +150,7 @@ def arm(nb: NotebookNode) -> tuple[NotebookNode, str]:
     Returns the armed notebook and the secret its test cells print when they finish.
     """
     secret = secrets.token_hex(16)
-    name = f"_grader_guard_{secrets.token_hex(4)}"
+    name = f"{NAME_PREFIX}{secrets.token_hex(4)}"
     armed = copy.deepcopy(nb)
     for cell in armed.cells:
         if is_test(cell):
@@ -174,7 +180,7 @@ def disarm(nb: NotebookNode, secret: str) -> NotebookNode:
         if not is_test(cell):
             continue
         lines = cell.source.split("\n")
-        if lines and lines[0].startswith("_grader_guard_"):
+        if lines and lines[0].startswith(NAME_PREFIX):
             lines = lines[1:]
         if lines and secret in lines[-1]:
             lines = lines[:-1]

@@ -295,6 +295,7 @@ CASES = [
         0,
         "never gave the event loop a turn",
     ),
+    Case("reset-namespace", lambda: with_cell("%reset -f"), 0, "removed the notebook's variables"),
     Case("sys-exit", lambda: with_cell("import sys\nsys.exit(3)"), 4),
     Case("kernel-dies", lambda: with_cell("import os\nos._exit(1)"), 4, "set aside"),
     Case("memory-error", lambda: with_cell("big = bytearray(64 * 1024**3)"), 4),

@@ -139,27 +139,23 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
     from autograder import gradebook
     from autograder.grading import grade_many
-    from autograder.reports import summary_line, write_feedback, write_grades
+    from autograder.progress import Progress
+    from autograder.reports import write_feedback, write_grades
 
     copies = _source_copies(subs)
     for assignment_id in copies:
         gradebook.record_assignment(course.assignment(assignment_id))
     out.mkdir(parents=True, exist_ok=True)
     isolation = _isolation(root, out)
-    results = []
     by_key = {(s.student, s.assignment.id): s for s in subs}
-    for graded in grade_many(subs, copies, _limits(args), args.workers, isolation):
-        gradebook.record(graded, by_key[graded.student, graded.assignment], force=args.force)
-        write_feedback(graded, out)
-        graded.notebook = None  # recorded and written; free the memory
-        results.append(graded)
-        print(
-            f"{graded.student:>20}  {graded.assignment:<22} "
-            f"{graded.score:g}/{graded.max_score:g}  ({graded.seconds:.1f} s)",
-            flush=True,
-        )
+    with Progress(len(subs), quiet=args.quiet) as progress:
+        for graded in grade_many(subs, copies, _limits(args), args.workers, isolation):
+            gradebook.record(graded, by_key[graded.student, graded.assignment], force=args.force)
+            write_feedback(graded, out)
+            graded.notebook = None  # recorded and written; free the memory
+            progress.graded(graded)
     write_grades(gradebook.class_results(), out)
-    print(f"{summary_line(results)}; wrote {out / 'grades.csv'} for the whole class")
+    print(f"{progress.summary()}; wrote {out / 'grades.csv'} for the whole class")
     return 0
 
 
@@ -252,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="grade only this student (repeat for more); everyone else's grades stay",
     )
+    p.add_argument("--quiet", action="store_true", help="print only the summary at the end")
     p.add_argument(
         "--force",
         action="store_true",

@@ -83,6 +83,8 @@ class Graded:
     # A cell or the whole notebook ran past its time limit: on a busy machine that may be
     # the machine's fault, not the student's (see _supervise).
     out_of_time: bool = False
+    # Some cells (or the whole notebook) hung or crashed and were set aside.
+    set_aside: bool = False
 
     @property
     def score(self) -> float:
@@ -266,6 +268,7 @@ def grade_in_this_process(
         assembly.notes.append(f"Syntax error in {problem}.")
     graded = Graded(sub.student, sub.assignment.id, tests, assembly.notes)
     graded.out_of_time = any(ran_out_of_time(reason) for reason in set_aside.values())
+    graded.set_aside = bool(set_aside)
     if -1 in set_aside:
         graded.notes.append(set_aside[-1])
     elif set_aside:
@@ -414,7 +417,7 @@ def _fan_out(
                     "and was stopped; no test could be scored."
                 )
                 graded = _blank(job.sub, copies[job.sub.assignment.id], reason)
-                graded.out_of_time = True
+                graded.out_of_time = graded.set_aside = True
                 yield graded, job
 
 

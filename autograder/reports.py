@@ -10,7 +10,6 @@ import re
 import shutil
 import sysconfig
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 
 import nbformat
@@ -190,9 +189,3 @@ def _wrap(text: str, width: int) -> list[str]:
         indent = len(line) - len(line.lstrip())
         out.extend(wrap(line, width, indent=" " * (indent + 2)).splitlines() or [""])
     return out
-
-
-def summary_line(results: Iterable[Graded]) -> str:
-    results = list(results)
-    full = sum(1 for g in results if g.score == g.max_score)
-    return f"graded {len(results)} notebook(s); {full} at full marks"

@@ -272,8 +272,10 @@ class ReportArchive:
                     self.loop_stalled += 1
         elif self.hold == "order" and len(self.ids) > 2 and report_id == self.ids[0]:
             self._wait_for(
-                lambda: self.ids[-1] in self._started
-                or (self.ids[1] not in self._started and self._settled())
+                lambda: (
+                    self.ids[-1] in self._started
+                    or (self.ids[1] not in self._started and self._settled())
+                )
             )
         elif self.hold == "settle":
             self._wait_for(self._settled)

@@ -176,7 +176,7 @@ class ReportArchive:
         self.fallback = fallback
         self.secret = secrets.token_hex(4)
         self.calls: list[Any] = []
-        self.threads: set[str] = set()
+        self.threads: set[int] = set()  # the identity of every thread that ran a call
         self.direct = 0
         self.peak = 0
         self.current = 0
@@ -245,7 +245,7 @@ class ReportArchive:
             return self.report_for(report_id)
         with self._cond:
             self.calls.append(report_id)
-            self.threads.add(me.name)
+            self.threads.add(me.ident or 0)
             self._entered.add(me.ident or 0)
             self._started.add(report_id)
             self.current += 1

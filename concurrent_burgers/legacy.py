@@ -159,8 +159,9 @@ class ReportArchive:
       has come back to the loop), so ``ids[1]`` certainly finishes first; if the code
       settles with ``ids[1]`` never started (one call at a time), it goes at once.
 
-    ``fell_back`` says a fallback released a call; only a wrong answer (or a busy loop)
-    reaches one, and it only bounds the wait.
+    ``fell_back`` says a fallback released a call; from then on no call is held. Only a
+    wrong answer, or a pool that keeps more threads than it uses, reaches one, and it only
+    bounds the wait.
     """
 
     def __init__(
@@ -281,10 +282,13 @@ class ReportArchive:
             self._wait_for(self._settled)
 
     def _wait_for(self, fact: Callable[[], bool]) -> None:
-        """Wait, with the lock held between checks, until ``fact()`` is true."""
+        """Wait, with the lock held between checks, until ``fact()`` is true.
+
+        After one fallback, no call is held any more: a wrong answer pays it once.
+        """
         deadline = time.monotonic() + self.fallback
         with self._cond:
-            while not fact():
+            while not (self.fell_back or fact()):
                 if time.monotonic() > deadline:
                     self.fell_back = True
                     return

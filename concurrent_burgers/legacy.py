@@ -10,17 +10,18 @@ thread that makes them. The module has two parts:
   heartbeat you can see on a timeline); :func:`longest_gap` measures how long the
   greeter was silent; :class:`HeadOffice`, a blocking reporting client for the
   exercise's "try it" cell;
-* probes for the hidden tests: :class:`ReportArchive`, a stand-in for the head office's
-  ``blocking_fetch`` that records which thread ran each call and how many ran at once,
-  and can hold calls until a fact is established (enough callers together, the event
-  loop idle with every started thread accounted for), never until a clock says so.
-  :meth:`ReportArchive.calling` wraps the learner's function for a test.
+* a probe for the hidden tests: :class:`ReportArchive`, a stand-in for the head
+  office's ``blocking_fetch`` that records which thread ran each call and how many ran
+  at once, and can hold calls until a fact is established (enough calls together, the
+  event loop idle with every started thread accounted for), never until a clock says
+  so. :meth:`ReportArchive.calling` wraps the learner's function for a test.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import secrets
 import sys
 import threading
 import time
@@ -30,7 +31,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from concurrent_burgers.testing import GATE_FALLBACK, EventLog, Heartbeat, ThreadGate
+from concurrent_burgers.testing import GATE_FALLBACK, EventLog, Heartbeat
 
 # --------------------------------------------------------------------------- the story
 
@@ -41,18 +42,24 @@ class TillPrinter:
     ``printer.print_receipt(order)`` prints a receipt of ``lines`` lines, each taking
     ``seconds / lines``, and blocks its thread the whole time (``time.sleep``). If
     ``on_line`` is given, the driver calls ``on_line(text)`` after each line, on the
-    thread that prints. Each receipt is logged as a span on the row ``receipt <order>``.
+    thread that prints. Each receipt is logged as a span on the row ``receipt <order>``;
+    ``peak`` is the most receipts that were printing at once.
     """
 
     def __init__(self, seconds: float = 0.1, lines: int = 3, log: EventLog | None = None) -> None:
         self.seconds = seconds
         self.lines = lines
         self.log = log if log is not None else EventLog()
+        self._count = _Counter()
+
+    @property
+    def peak(self) -> int:
+        return self._count.peak
 
     def print_receipt(self, order: str, on_line: Callable[[str], Any] | None = None) -> str:
         """Print the receipt for ``order`` (blocking); return what was printed."""
         printed = []
-        with self.log.span("printing", who=f"receipt {order}"):
+        with self._count, self.log.span("printing", who=f"receipt {order}"):
             for n in range(1, self.lines + 1):
                 time.sleep(self.seconds / self.lines)
                 text = f"{order}: line {n}/{self.lines}"
@@ -60,6 +67,24 @@ class TillPrinter:
                 if on_line is not None:
                     on_line(text)
         return f"receipt for {order} ({len(printed)} lines)"
+
+
+class _Counter:
+    """``with counter:`` around a call counts it; ``peak`` is the most calls at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.current = 0
+        self.peak = 0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self.current += 1
+            self.peak = max(self.peak, self.current)
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self.current -= 1
 
 
 async def greeter(log: EventLog, every: float = 0.02, who: str = "greeter") -> None:
@@ -75,7 +100,7 @@ async def greeter(log: EventLog, every: float = 0.02, who: str = "greeter") -> N
 
 def longest_gap(log: EventLog, who: str = "greeter") -> float:
     """The longest time, in seconds, between two instants of ``who`` in ``log``."""
-    times = sorted(e.start for e in log.events if e.who == who)
+    times = sorted(e.start for e in log.events if e.who == who and e.start == e.end)
     return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
 
@@ -89,30 +114,20 @@ class HeadOffice:
     def __init__(self, seconds: float = 0.1, log: EventLog | None = None) -> None:
         self.seconds = seconds
         self.log = log if log is not None else EventLog()
-        self._lock = threading.Lock()
-        self._current = 0
-        self.peak = 0
+        self._count = _Counter()
+
+    @property
+    def peak(self) -> int:
+        return self._count.peak
 
     def fetch(self, report_id: Any) -> str:
         """Fetch one report (blocking) and return it."""
-        with self._lock:
-            self._current += 1
-            self.peak = max(self.peak, self._current)
-        try:
-            with self.log.span("fetching", who=f"report {report_id}"):
-                time.sleep(self.seconds)
-        finally:
-            with self._lock:
-                self._current -= 1
+        with self._count, self.log.span("fetching", who=f"report {report_id}"):
+            time.sleep(self.seconds)
         return f"report {report_id}"
 
 
 # --------------------------------------------------------------------------- probes
-
-
-def report_for(report_id: Any) -> str:
-    """The report the archive returns for ``report_id``: a plain string."""
-    return f"report {report_id}"
 
 
 def blocking_fetch(archive: ReportArchive, report_id: Any) -> str:
@@ -126,23 +141,27 @@ class ReportArchive:
     Pass ``archive.fetch`` to the code under test, through :meth:`calling`. Every call
     notes its thread and whether it ran on the event loop's own thread (a direct call,
     which then makes a blocking call that the test's watch stops at once). ``peak``
-    counts the most calls running at the same time. What a call waits for depends on
-    ``hold``:
+    counts the most calls running at the same time. Each report carries a secret of
+    this archive (:meth:`report_for`), so an answer cannot make one up. What a call
+    waits for depends on ``hold``:
 
     * ``"none"``: nothing; the call returns at once;
-    * ``"gate"``: a :class:`ThreadGate` of ``parties``; ``gate_met`` says whether that
-      many calls ever ran together (the gate breaks after a fallback otherwise);
+    * ``"gate"``: until ``parties`` calls are running together (``gate_met``), or until
+      the code is settled (below) with fewer: then no more can ever join;
     * ``"settle"``: every call stays until the loop is idle (it waits in its selector
       with no callback ready and no timer pending) and every thread started since the
-      call began has reached the archive. Then nothing more can start before one call
+      code began has reached the archive. Then nothing more can start before one call
       ends, so ``peak`` is exactly the number of calls the code keeps in flight;
     * ``"heartbeat"``: the call waits for the loop's heartbeat to tick a few times;
       ``loop_stalled`` counts calls that waited in vain (the loop was blocked);
     * ``"order"``: the call for ``ids[0]`` waits until the call for ``ids[-1]`` has
       started (with 2 threads for 3 ids, that happens only once the result of ``ids[1]``
-      has come back to the loop), so ``ids[1]`` certainly finishes first.
+      has come back to the loop), so ``ids[1]`` certainly finishes first; if the code
+      settles with ``ids[1]`` never started (one call at a time), it goes at once.
 
-    Fallbacks only bound a wrong answer's wait; a correct one never reaches them.
+    ``fell_back`` says a fallback released a call; from then on no call is held. Only a
+    wrong answer, or a pool that keeps more threads than it uses, reaches one, and it only
+    bounds the wait.
     """
 
     def __init__(
@@ -153,14 +172,16 @@ class ReportArchive:
         fallback: float = GATE_FALLBACK,
     ) -> None:
         self.hold = hold
+        self.parties = parties
         self.ids = list(ids or [])
         self.fallback = fallback
-        self.gate = ThreadGate(parties, fallback=fallback) if hold == "gate" else None
+        self.secret = secrets.token_hex(4)
         self.calls: list[Any] = []
-        self.threads: set[str] = set()
+        self.threads: set[int] = set()  # the identity of every thread that ran a call
         self.direct = 0
         self.peak = 0
         self.current = 0
+        self.gate_met = False
         self.loop_stalled = 0
         self.fell_back = False
         self.tokens_seen: set[float] = set()
@@ -171,12 +192,14 @@ class ReportArchive:
         self._old: set[int] = set()
         self._entered: set[int] = set()
         self._started: set[Any] = set()
-        self._held: set[object] = set()
-        self._released: set[object] = set()
         self._heartbeat: Heartbeat | None = None
         self._default_limiter: Any = None
         self.default_before: tuple[Any, float] | None = None
         self.default_after: tuple[Any, float] | None = None
+
+    def report_for(self, report_id: Any) -> str:
+        """The report this archive returns for ``report_id``."""
+        return f"report {report_id} (archive {self.secret})"
 
     # ------------------------------------------------------------------ running the code
 
@@ -220,14 +243,16 @@ class ReportArchive:
                 self.direct += 1
                 self.calls.append(report_id)
             time.sleep(0.05)  # a real blocking call; the test's watch stops it at once
-            return report_for(report_id)
+            return self.report_for(report_id)
         with self._cond:
             self.calls.append(report_id)
-            self.threads.add(me.name)
+            self.threads.add(me.ident or 0)
             self._entered.add(me.ident or 0)
             self._started.add(report_id)
             self.current += 1
             self.peak = max(self.peak, self.current)
+            if self.current >= self.parties:
+                self.gate_met = True
             if self._default_limiter is not None:
                 self.tokens_seen.add(self._default_limiter.total_tokens)
             self._cond.notify_all()
@@ -237,37 +262,37 @@ class ReportArchive:
             with self._cond:
                 self.current -= 1
                 self._cond.notify_all()
-        return report_for(report_id)
+        return self.report_for(report_id)
 
     def _wait(self, report_id: Any) -> None:
-        if self.hold == "gate" and self.gate is not None:
-            self.gate.arrive()
+        if self.hold == "gate":
+            self._wait_for(lambda: self.gate_met or self._settled())
         elif self.hold == "heartbeat" and self._heartbeat is not None:
             if not self._heartbeat.wait_for_ticks(3, fallback=self.fallback):
                 with self._cond:
                     self.loop_stalled += 1
-        elif self.hold == "order" and self.ids and report_id == self.ids[0]:
-            self._wait_for(lambda: self.ids[-1] in self._started)
+        elif self.hold == "order" and len(self.ids) > 2 and report_id == self.ids[0]:
+            self._wait_for(
+                lambda: (
+                    self.ids[-1] in self._started
+                    or (self.ids[1] not in self._started and self._settled())
+                )
+            )
         elif self.hold == "settle":
-            key = object()
-            with self._cond:
-                self._held.add(key)
-            self._wait_for(lambda: key in self._released or self._release_if_settled(key))
+            self._wait_for(self._settled)
 
     def _wait_for(self, fact: Callable[[], bool]) -> None:
+        """Wait, with the lock held between checks, until ``fact()`` is true.
+
+        After one fallback, no call is held any more: a wrong answer pays it once.
+        """
         deadline = time.monotonic() + self.fallback
         with self._cond:
-            while not fact():
+            while not (self.fell_back or fact()):
                 if time.monotonic() > deadline:
                     self.fell_back = True
-                    self._released |= self._held
-                    self._held.clear()
                     return
                 self._cond.wait(0.001)  # the fact is re-checked; time only bounds a hang
-
-    @property
-    def gate_met(self) -> bool:
-        return self.gate is not None and self.gate.met and not self.gate.broken
 
     # ------------------------------------------------------------------ settling
 
@@ -276,30 +301,29 @@ class ReportArchive:
         thread, loop = self._loop_thread, self._loop
         if thread is None or loop is None:
             return False
-        frame = sys._current_frames().get(thread.ident or -1)
-        if frame is None or not (
-            frame.f_code.co_name == "select" and frame.f_code.co_filename.endswith("selectors.py")
-        ):
+        if not self._in_select(thread):
             return False
         try:
             if len(loop._ready) or any(not h.cancelled() for h in list(loop._scheduled)):
                 return False
         except Exception:  # the loop changed under our feet: not settled yet
             return False
-        frame = sys._current_frames().get(thread.ident or -1)
-        return frame is not None and frame.f_code.co_name == "select"
+        return self._in_select(thread)  # still there: nothing woke it meanwhile
 
-    def _release_if_settled(self, key: object) -> bool:
-        """Called with the lock held: once settled, every call held so far goes together."""
-        if not self._settled():
-            return False
-        self._released |= self._held
-        self._held.clear()
-        self._cond.notify_all()
-        return key in self._released
+    @staticmethod
+    def _in_select(thread: threading.Thread) -> bool:
+        frame = sys._current_frames().get(thread.ident or -1)
+        return frame is not None and (
+            frame.f_code.co_name == "select" and frame.f_code.co_filename.endswith("selectors.py")
+        )
 
     def _settled(self) -> bool:
-        if self.hold != "settle" or not self._loop_idle():
+        """Nothing more can start: the loop is idle and every new thread is in a call.
+
+        Once this holds, it holds until a call ends (only a result coming back can wake
+        the loop), so every call waiting on it may go together.
+        """
+        if not self._loop_idle():
             return False
         return all(
             (t.ident or 0) in self._entered

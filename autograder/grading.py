@@ -59,6 +59,9 @@ class Submission:
     student: str
     assignment: Assignment
     path: Path
+    # What intake noticed (a near-miss name, other candidate notebooks): the grade's
+    # notes start with these.
+    notes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -194,7 +197,7 @@ def _steady(text: str) -> str:
 
 def _blank(sub: Submission, copies: SourceCopies, reason: str) -> Graded:
     tests = [TestResult(t, 0.0, p, reason) for t, p in copies.tests()]
-    return Graded(sub.student, sub.assignment.id, tests, notes=[reason])
+    return Graded(sub.student, sub.assignment.id, tests, notes=[*sub.notes, reason])
 
 
 def grade_in_this_process(
@@ -229,7 +232,12 @@ def grade_in_this_process(
         executed, set_aside = run_notebook(armed, workdir, limits, report_kernel, jail)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    graded = Graded(sub.student, sub.assignment.id, score(executed, copies, secret), assembly.notes)
+    graded = Graded(
+        sub.student,
+        sub.assignment.id,
+        score(executed, copies, secret),
+        [*sub.notes, *assembly.notes],
+    )
     graded.out_of_time = any(ran_out_of_time(reason) for reason in set_aside.values())
     if -1 in set_aside:
         graded.notes.append(set_aside[-1])

@@ -228,7 +228,8 @@ class _Candidate:
             mtime = self.path.stat().st_mtime
         except OSError:
             mtime = 0.0
-        return (self.exact, self.placed, mtime, self.shown)
+        # The exact name wins, in its own folder before loose; else the newest.
+        return (self.exact, self.exact and self.placed, mtime, self.shown)
 
 
 @dataclass
@@ -264,7 +265,6 @@ class _Reader:
         self.candidates: list[_Candidate] = []
         self.empties: list[_Empty] = []
         self.not_graded: list[NotGraded] = []
-        self.staged = 0
 
     def skip(self, shown: str, reason: str) -> None:
         self.not_graded.append(NotGraded(shown, reason))
@@ -310,9 +310,7 @@ class _Reader:
 
     def archive(self, path: Path, shown: str) -> None:
         """Unpack a zip under the scratch folder and read it like SUBMISSIONS."""
-        self.staged += 1
-        dest = self.scratch / f"archive-{self.staged}"
-        dest.mkdir(parents=True)
+        dest = Path(tempfile.mkdtemp(prefix="archive-", dir=self.scratch))
         try:
             zf = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError) as exc:
@@ -490,9 +488,7 @@ class _Reader:
                     self.skip(shown, f"from a Canvas export, and {student} sent no notebook in it")
                 continue
             for path, shown, m in notebooks:
-                self.staged += 1
-                stage = self.scratch / f"staged-{self.staged}"
-                stage.mkdir(parents=True)
+                stage = Path(tempfile.mkdtemp(prefix="staged-", dir=self.scratch))
                 for other, _, om in others:
                     shutil.copy2(other, stage / om["file"])
                 staged = stage / m["file"]

@@ -290,13 +290,19 @@ class _Reader:
                     )
                 else:
                     self.student(entry, shown)
+            elif (m := CANVAS.match(entry.name)) and entry.suffix.lower() != ".zip":
+                export.canvas[self.lms_key(m["name"], m["user"])].append((entry, shown, m))
+            elif m:
+                self.skip(
+                    shown,
+                    "an archive a student uploaded to Canvas; unpack it into "
+                    "<student>/<assignment>/ to grade it",
+                )
             elif entry.suffix.lower() == ".zip":
                 if in_archive:
                     self.skip(shown, "an archive inside an archive is not opened; unpack it")
                 else:
                     self.archive(entry, shown)
-            elif m := CANVAS.match(entry.name):
-                export.canvas[self.lms_key(m["name"], m["user"])].append((entry, shown, m))
             elif entry.suffix.lower() == ".ipynb":
                 self.skip(
                     shown,
@@ -410,14 +416,31 @@ class _Reader:
             self.skip(shown, "no assignment folder or notebook found for this student")
 
     def assignment_folder(
-        self, student: str, folder: Path, shown: str, assignment: Assignment, misses: list[str]
-    ) -> None:
-        """``<student>/<assignment>/``: its notebooks are candidates; other files travel."""
+        self,
+        student: str,
+        folder: Path,
+        shown: str,
+        assignment: Assignment,
+        misses: list[str],
+        nested: bool = False,
+    ) -> bool:
+        """``<student>/<assignment>/``: its notebooks are candidates; other files travel.
+
+        A folder of the same assignment inside it (an archive unpacked twice) is read
+        too, one level deep. Returns whether a notebook was found.
+        """
         folder_notes = [f"the folder {shown} was taken for {assignment.id}" + _near(misses)]
         folder_notes = folder_notes if misses else []
         found = False
         for entry in _entries(folder):
             entry_shown = f"{shown}/{entry.name}"
+            inner = match_assignment(entry.name, self.known) if entry.is_dir() else None
+            if not nested and inner is not None and inner[0].id == assignment.id:
+                inner_misses = [*inner[1], f"inside {shown}"]
+                found |= self.assignment_folder(
+                    student, entry, entry_shown, assignment, inner_misses, nested=True
+                )
+                continue
             if entry.is_dir():
                 self.skip(
                     entry_shown,
@@ -446,9 +469,12 @@ class _Reader:
             elif match[1]:
                 notes.append(f"{entry_shown} was taken for {assignment.id}" + _near(match[1]))
             self.add(student, assignment, entry, entry_shown, notes, placed=not misses)
-        if not found:
+        if not found and not nested:
             notes = [*folder_notes, f"{shown} holds no notebook"]
             self.empties.append(_Empty(student, assignment, folder, shown, notes))
+        elif not found:
+            self.skip(shown, "a folder inside an assignment folder, without a notebook")
+        return found
 
     def add(
         self,

@@ -200,6 +200,17 @@ def test_empty_assignment_folder_still_gets_a_row(tmp_path):
     assert "holds no notebook" in sub.notes[0]
 
 
+def test_assignment_folder_unpacked_twice(tmp_path):
+    """01-waiting/01-waiting/01-waiting.ipynb is read from the inner folder, noted."""
+    root = tmp_path / "subs"
+    put(root, "alice/01-waiting/01-waiting/01-waiting.ipynb")
+    found = read(root)
+    sub = only(found)
+    assert sub.path == root / "alice/01-waiting/01-waiting/01-waiting.ipynb"
+    assert "inside alice/01-waiting" in " ".join(sub.notes)
+    assert found.not_graded == []
+
+
 def test_nbgrader_collect_tree(tmp_path):
     """What `nbgrader collect` gathers: submitted/<student>/<assignment>/ and a timestamp."""
     root = tmp_path / "submitted"
@@ -229,6 +240,7 @@ def test_canvas_zip_with_a_stray_file(tmp_path):
             "doejohn_LATE_2345_6789_00-welcome-1.ipynb": NB,
             "doejohn_LATE_2345_6789_prices.csv": "a,b",
             "leeann_3456_7890_Untitled.ipynb": NB,
+            "kimbo_4567_8901_homework.zip": "PK",
             "instructions.txt": "read me",
         },
     )
@@ -244,10 +256,13 @@ def test_canvas_zip_with_a_stray_file(tmp_path):
     assert "late" in " ".join(john.notes) and "'-1'" in " ".join(john.notes)
     assert (john.path.parent / "prices.csv").read_text() == "a,b"
     assert "every other notebook" in " ".join(subs["leeann", "00-welcome"].notes)
-    assert not_graded(found) == {
-        "submissions.zip:instructions.txt": "a file outside any student folder, "
-        "not from an LMS export"
+    listed = not_graded(found)
+    assert set(listed) == {
+        "submissions.zip:instructions.txt",
+        "submissions.zip:kimbo_4567_8901_homework.zip",
     }
+    assert "outside any student folder" in listed["submissions.zip:instructions.txt"]
+    assert "a student uploaded" in listed["submissions.zip:kimbo_4567_8901_homework.zip"]
 
 
 def test_canvas_flat_folder_and_zip_as_submissions(tmp_path):

@@ -19,7 +19,7 @@ Layouts, which may be mixed in one SUBMISSIONS folder:
   ``<name>_LATE_<userid>_<submissionid>_<original file name>`` for late work (noted);
   Canvas appends ``-1``, ``-2`` to the original name of a repeated upload
   (``01-waiting-1.ipynb``). A student's other files in the export travel with their
-  notebook.
+  notebook; a ``.zip`` a student uploaded is listed, not opened.
 * **A Moodle export** ("Download all submissions"): a folder per student,
   ``<Full Name>_<participant id>_assignsubmission_file_/``, holding the uploaded files.
 * **A .zip** of any of these: SUBMISSIONS itself, or a ``.zip`` directly inside it. It is
@@ -40,7 +40,8 @@ Near misses are matched and noted in the submission's notes: letter case (``02-B
 ``_`` or spaces for ``-`` (``01_waiting``), a copy suffix (``-Copy1``, `` (1)``, Canvas's
 ``-1``). In an assignment folder, a notebook whose name names no assignment
 (``Untitled.ipynb``, ``Untitled1.ipynb``, ...) is taken for the folder's assignment, and
-one named for another assignment counts for that one. A notebook loose in a student
+one named for another assignment counts for that one; a folder of the same assignment
+inside it (an archive unpacked twice) is read too. A notebook loose in a student
 folder counts for the assignment its name gives. In an LMS export, a notebook whose name
 names no assignment is taken for the export's assignment when every other notebook in it
 is for one and the same assignment.

@@ -9,9 +9,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autograder import course, hints
 from autograder.course import Assignment, UserError
+
+if TYPE_CHECKING:
+    from autograder.intake import Intake
 
 # Heavy imports (nbgrader, nbclient, nbconvert) happen inside the commands, so that
 # `--help` and input errors answer at once.
@@ -76,28 +80,6 @@ def cmd_record(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- grade
 
 
-def find_submissions(root: Path) -> tuple[list, list[str]]:
-    """(student, assignment, notebook) for every ``root/<student>/<assignment>/``.
-
-    Returns the submissions and a list of warnings for folders that are not gradable.
-    """
-    from autograder.grading import Submission
-
-    known = course.assignments()
-    found, warnings = [], []
-    for student_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        for folder in sorted(p for p in student_dir.iterdir() if p.is_dir()):
-            if folder.name not in known:
-                warnings.append(f"skipped {folder}: no assignment called {folder.name!r}")
-                continue
-            assignment = known[folder.name]
-            notebooks = sorted(folder.glob("*.ipynb"))
-            preferred = folder / f"{assignment.id}.ipynb"
-            chosen = preferred if preferred in notebooks else (notebooks[0] if notebooks else None)
-            found.append(Submission(student_dir.name, assignment, chosen or preferred))
-    return found, warnings
-
-
 def _source_copies(subs: list) -> dict:
     from autograder.grading import SourceCopies
 
@@ -123,17 +105,30 @@ def _isolation(*also_hide: Path):
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
+    from autograder import intake
+
     root = Path(args.submissions)
-    if not root.is_dir():
-        raise UserError(f"no such folder: {root} (expected SUBMISSIONS/<student>/<assignment>/)")
+    if not root.is_dir() and not (root.is_file() and root.suffix.lower() == ".zip"):
+        raise UserError(
+            f"no such folder: {root} (expected SUBMISSIONS/<student>/<assignment>/, "
+            "or an LMS export's folder or .zip)"
+        )
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
-    subs, warnings = find_submissions(root)
+    roster = intake.load_roster(Path(args.roster)) if args.roster else None
+    with intake.opened(root, roster) as found:
+        return _grade(args, root, out, found)
+
+
+def _grade(args: argparse.Namespace, root: Path, out: Path, found: Intake) -> int:
+    from autograder import intake
+
+    subs = found.submissions
     if args.student:
         subs = [s for s in subs if s.student in args.student]
-    for w in warnings:
-        print(f"warning: {w}", file=sys.stderr)
+    for line in intake.report_lines(found.not_graded):
+        print(line, file=sys.stderr)
     if not subs:
         raise UserError(f"no submissions found under {root} (expected <student>/<assignment>/)")
 
@@ -146,7 +141,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     for assignment_id in copies:
         gradebook.record_assignment(course.assignment(assignment_id))
     out.mkdir(parents=True, exist_ok=True)
-    isolation = _isolation(root, out)
+    intake.write_not_graded(found.not_graded, out)
+    isolation = _isolation(root, out, found.scratch)
     by_key = {(s.student, s.assignment.id): s for s in subs}
     with Progress(len(subs), quiet=args.quiet) as progress:
         for graded in grade_many(subs, copies, _limits(args), args.workers, isolation):
@@ -155,7 +151,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
             graded.notebook = None  # recorded and written; free the memory
             progress.graded(graded)
     write_grades(gradebook.class_results(), out)
-    print(f"{progress.summary()}; wrote {out / 'grades.csv'} for the whole class")
+    print(
+        f"{progress.summary(not_graded=len(found.not_graded))}; wrote {out / 'grades.csv'} "
+        "for the whole class" + (f" and {out / 'not-graded.csv'}" if found.not_graded else "")
+    )
     return 0
 
 
@@ -233,8 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
             help="memory limit for each notebook's grading, in GiB (default 3)",
         )
 
-    p = sub.add_parser("grade", help="grade SUBMISSIONS/<student>/<assignment>/*.ipynb")
-    p.add_argument("submissions", help="folder of student folders")
+    p = sub.add_parser(
+        "grade",
+        help="grade SUBMISSIONS/<student>/<assignment>/*.ipynb, or a Canvas or Moodle export",
+    )
+    p.add_argument(
+        "submissions",
+        help="folder of student folders, or an LMS export (folder or .zip); see the README",
+    )
     p.add_argument("--out", required=True, help="folder for grades.csv, grades.json, feedback/")
     p.add_argument(
         "--workers",
@@ -249,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="grade only this student (repeat for more); everyone else's grades stay",
     )
     p.add_argument("--quiet", action="store_true", help="print only the summary at the end")
+    p.add_argument(
+        "--roster",
+        metavar="CSV",
+        help="map LMS names to student ids (columns lms_name,student_id); without it an LMS "
+        "name, lowercased with '-' for other characters, is the id",
+    )
     p.add_argument(
         "--force",
         action="store_true",

@@ -60,6 +60,9 @@ class Submission:
     student: str
     assignment: Assignment
     path: Path
+    # What intake noticed (a near-miss name, other candidate notebooks): the grade's
+    # notes start with these.
+    notes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -221,7 +224,7 @@ def _steady(text: str) -> str:
 def _blank(sub: Submission, copies: SourceCopies, reason: str) -> Graded:
     """Every test at 0 for ``reason``, when no test could be scored at all."""
     tests = [TestResult(t, 0.0, p, reason) for t, p in copies.tests()]
-    return Graded(sub.student, sub.assignment.id, tests, notes=[reason])
+    return Graded(sub.student, sub.assignment.id, tests, notes=[*sub.notes, reason])
 
 
 def grade_in_this_process(
@@ -266,7 +269,7 @@ def grade_in_this_process(
         )
         tests = [TestResult(t.id, 0.0, t.max_points, reason) for t in tests]
         assembly.notes.append(f"Syntax error in {problem}.")
-    graded = Graded(sub.student, sub.assignment.id, tests, assembly.notes)
+    graded = Graded(sub.student, sub.assignment.id, tests, [*sub.notes, *assembly.notes])
     graded.out_of_time = any(ran_out_of_time(reason) for reason in set_aside.values())
     graded.set_aside = bool(set_aside)
     if -1 in set_aside:

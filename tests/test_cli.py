@@ -6,8 +6,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 import nbformat
@@ -150,3 +153,47 @@ def test_make_check_below_full_marks_is_not_a_make_error(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "not written yet" in result.stdout
     assert "make: ***" not in result.stdout + result.stderr
+
+
+def test_grade_a_canvas_zip(tmp_path):
+    """A Canvas zip of 00-welcome, solved and blank, with a stray file: both students get
+    their row, the stray is listed in not-graded.csv, and the unpacked zip is gone."""
+    archive = tmp_path / "submissions.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(WELCOME.source, f"smithjane_1234_5678_{WELCOME.id}.ipynb")
+        zf.write(WELCOME.release, f"doejohn_LATE_2345_6789_{WELCOME.id}-1.ipynb")
+        zf.writestr("grading-notes.txt", "not a submission")
+    # A short TMPDIR of the test's own (kernels' socket paths live under it and must stay
+    # short), to see that the unpacked zip is deleted afterwards.
+    scratch = Path(tempfile.mkdtemp(prefix="ag-", dir="/tmp"))
+    env = dict(
+        os.environ,
+        AUTOGRADER_WORK=str(tmp_path / "work"),
+        JUPYTER_CONFIG_DIR=str(course.AUTOGRADER),
+        TMPDIR=str(scratch),
+    )
+    out = tmp_path / "out"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "autograder", "grade", str(archive), "--out", str(out)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            cwd=course.ROOT,
+        )
+        left = list(scratch.glob("autograder-intake-*"))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    assert not left
+    assert result.returncode == 0, result.stdout + result.stderr
+    with (out / "grades.csv").open() as f:
+        rows = {r["student"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"smithjane", "doejohn"}
+    assert (rows["smithjane"]["score"], rows["smithjane"]["max_score"]) == ("4", "4")
+    assert (rows["doejohn"]["score"], rows["doejohn"]["max_score"]) == ("0", "4")
+    assert "late" in rows["doejohn"]["notes"] and "'-1'" in rows["doejohn"]["notes"]
+    with (out / "not-graded.csv").open() as f:
+        listed = list(csv.DictReader(f))
+    assert [r["path"] for r in listed] == ["submissions.zip:grading-notes.txt"]
+    assert "not graded: submissions.zip:grading-notes.txt" in result.stderr

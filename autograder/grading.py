@@ -326,11 +326,21 @@ def grade_many(
     isolation: Isolation | None = None,
 ) -> Iterator[Graded]:
     """Grade every submission, ``workers`` at a time; yield results as they finish."""
-    runs = Path(tempfile.mkdtemp(prefix="autograder-runs-"))
+    runs = Path(tempfile.mkdtemp(prefix="autograder-runs-", dir=_short_temp_dir()))
     try:
         yield from _supervise(list(subs), copies, limits, workers, isolation, runs)
     finally:
         shutil.rmtree(runs, ignore_errors=True)
+
+
+def _short_temp_dir() -> str | None:
+    """Where working folders may go: the usual temporary folder, unless its path is so
+    long that a kernel's Unix sockets inside it would pass the 107-byte limit of a socket
+    path (a deep TMPDIR); then /tmp."""
+    usual = tempfile.gettempdir()
+    if len(usual) <= 40 or not os.access("/tmp", os.W_OK):
+        return None
+    return "/tmp"
 
 
 def _supervise(

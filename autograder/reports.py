@@ -112,7 +112,7 @@ _GRADING_PATHS = re.compile(
         )
     )
     + "|"
-    + re.escape(tempfile.gettempdir())
+    + f"(?:{re.escape(tempfile.gettempdir())}|/tmp)"
     + r"/(?:autograder-runs-\w+/)?grade-\w+/"
 )
 

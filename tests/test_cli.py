@@ -197,3 +197,18 @@ def test_grade_a_canvas_zip(tmp_path):
         listed = list(csv.DictReader(f))
     assert [r["path"] for r in listed] == ["submissions.zip:grading-notes.txt"]
     assert "not graded: submissions.zip:grading-notes.txt" in result.stderr
+
+
+def test_a_deep_temporary_folder_does_not_cost_marks(tmp_path):
+    """A TMPDIR too deep for a kernel's Unix socket paths (107 bytes) still grades fully."""
+    deep = tmp_path / ("deep-" * 12) / "tmp"
+    deep.mkdir(parents=True)
+    env = dict(os.environ, TMPDIR=str(deep), AUTOGRADER_HINT_STATE=str(tmp_path / "h.json"))
+    result = subprocess.run(
+        [sys.executable, "-m", "autograder", "check", str(WELCOME.source)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

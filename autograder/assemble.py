@@ -94,11 +94,11 @@ def assemble(source: NotebookNode, release: NotebookNode, student: NotebookNode)
         else:
             added.setdefault(anchor, []).append(_as_plain_cell(cell))
 
-    theirs = set().union(*(_defined_names(_text(c)) for cs in added.values() for c in cs))
+    theirs = set().union(*(defined_names(_text(c)) for cs in added.values() for c in cs))
     retyped = [
         key
         for key in answer_ids - set(kept)
-        if theirs >= (stub_names := _defined_names(_text(stubs[key]))) and stub_names
+        if theirs >= (stub_names := defined_names(_text(stubs[key]))) and stub_names
     ]
     cells = list(added.get(_TOP, []))
     for cell in source.cells:
@@ -183,7 +183,7 @@ def _syntax_error(text: str) -> str:
     return ""
 
 
-def _defined_names(text: str) -> set[str]:
+def defined_names(text: str) -> set[str]:
     """The names a cell defines at its top level (functions, classes, assignments)."""
     try:
         tree = _parse(text)

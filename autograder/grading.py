@@ -28,7 +28,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from autograder import guard, sandbox
-from autograder.assemble import assemble, grade_id, is_test
+from autograder.assemble import assemble, defined_names, grade_id, is_answer, is_test
 from autograder.course import PACKAGE, SOLUTIONS, WORK, Assignment
 from autograder.execute import SET_ASIDE, Limits, ran_out_of_time, run_notebook
 
@@ -112,6 +112,12 @@ class SourceCopies:
             nbformat.read(assignment.release, as_version=4),
         )
 
+    def contract_names(self) -> frozenset[str]:
+        """What the answer cells' stubs define: the names the tests call."""
+        return frozenset().union(
+            *(defined_names(c.source) for c in self.release.cells if is_answer(c))
+        )
+
     def tests(self) -> list[tuple[str, float]]:
         return [
             (grade_id(c), float(c.metadata.nbgrader.get("points", 0)))
@@ -176,22 +182,33 @@ def score(executed: NotebookNode, copies: SourceCopies, secret: str) -> list[Tes
     grading's ``secret`` on its last line (see :mod:`.guard`).
     """
     by_id = {grade_id(c): c for c in executed.cells if is_test(c)}
+    contract = copies.contract_names()
     results = []
     for test_id, points in copies.tests():
         cell = by_id.get(test_id)
-        message = _failure(cell, secret) if cell is not None else "This test did not run."
+        message = _failure(cell, secret, contract) if cell is not None else "This test did not run."
         results.append(TestResult(test_id, 0.0 if message else points, points, message))
     return results
 
 
-def _failure(cell: NotebookNode, secret: str) -> str:
-    """Why a test cell failed, in the learner's words, or "" when it passed."""
+def _failure(cell: NotebookNode, secret: str, contract: frozenset[str] = frozenset()) -> str:
+    """Why a test cell failed, in the learner's words, or "" when it passed.
+
+    ``contract`` holds the names the answer cells must define.
+    """
     for out in cell.get("outputs", []):
         if out.output_type == "error":
             if out.ename in ("ExerciseFailure", SET_ASIDE, guard.TAMPERED):
                 return out.evalue
             if out.ename == "NameError" and guard.NAME_PREFIX in out.evalue:
                 return guard.WIPED
+            missing = re.fullmatch(r"name '(\w+)' is not defined", out.evalue or "")
+            if out.ename == "NameError" and missing and missing[1] in contract:
+                return (
+                    f"`{missing[1]}` is not defined, so this test could not call it. "
+                    f"Expected: your answer cell to define `{missing[1]}` under exactly that "
+                    "name. Hint: was it renamed, deleted, or left inside another function?"
+                )
             return f"{out.ename}: {out.evalue}" if out.evalue else out.ename
         if out.output_type == "stream" and out.name == "stderr":
             return (

@@ -737,6 +737,14 @@ class Outcome:
             while isinstance(err, BaseExceptionGroup) and len(err.exceptions) == 1:
                 err = err.exceptions[0]  # task groups wrap errors; show the one that matters
             detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+            if isinstance(err, NameError) and getattr(err, "name", None):
+                fail(
+                    f"`{err.name}` is not defined, so {self.what} could not run.",
+                    expected=f"`{err.name}` defined (by your answer cell, under exactly that "
+                    "name, or imported) before it is used",
+                    happened=f"it raised {detail}",
+                    hint="check the spelling, and that the cell defining it has run.",
+                )
             if isinstance(err, NotImplementedError):
                 fail(
                     f"{self.what} is not written yet.",

@@ -212,3 +212,18 @@ def test_a_deep_temporary_folder_does_not_cost_marks(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_an_answer_that_defines_nothing_is_told_what_is_missing(tmp_path):
+    """An answer cell left without the contract's function fails each test with a sentence
+    naming it, not a bare NameError."""
+    nb = nbformat.read(WELCOME.release, as_version=4)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("solution"):
+            cell.source = "# I will do it later"
+    path = tmp_path / f"{WELCOME.id}.ipynb"
+    nbformat.write(nb, path)
+    result = run("check", str(path), tmp_path=tmp_path)
+    assert result.returncode == 1
+    assert "`greet` is not defined, so this test could" in result.stdout
+    assert "`greet` is not defined, so greet could not run" in result.stdout

@@ -129,6 +129,12 @@ def _grade(args: argparse.Namespace, root: Path, out: Path, found: Intake) -> in
         subs = [s for s in subs if s.student in args.student]
     for line in intake.report_lines(found.not_graded):
         print(line, file=sys.stderr)
+    if not subs and args.student:
+        found_students = sorted({s.student for s in found.submissions})
+        raise UserError(
+            f"no submission of {', '.join(args.student)} under {root}; students found there: "
+            + (", ".join(found_students[:20]) or "none")
+        )
     if not subs:
         raise UserError(f"no submissions found under {root} (expected <student>/<assignment>/)")
 

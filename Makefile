@@ -61,8 +61,9 @@ check: $(STAMP)
 grade: $(STAMP)
 	$(BIN)/autograder grade $(SUBMISSIONS) --out $(OUT)
 
-## Timings: grading speed per worker count, and scores stable with every core busy.
+## Timings: where grading time goes, speed per worker count, scores stable with every core busy.
 benchmark: $(STAMP)
+	$(BIN)/python benchmarks/profile_batch.py
 	$(BIN)/python benchmarks/grading_speed.py
 	$(BIN)/python benchmarks/grade_determinism.py --runs 10
 

@@ -29,7 +29,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 
@@ -51,7 +51,12 @@ def _running_library() -> str | None:
 class WeatherFeed:
     """An awaitable weather service client: ``await feed.forecast(city)``."""
 
-    FORECASTS = {"Lisbon": "sunny", "Oslo": "snow", "Cork": "rain", "Turin": "fog"}
+    FORECASTS: ClassVar[dict[str, str]] = {
+        "Lisbon": "sunny",
+        "Oslo": "snow",
+        "Cork": "rain",
+        "Turin": "fog",
+    }
 
     def __init__(self, delay: float = 0.1, log: EventLog | None = None) -> None:
         self.delay = delay
@@ -70,7 +75,12 @@ class WeatherFeed:
 class Almanac:
     """A blocking legacy library: ``almanac.lookup(city)`` holds its thread while it waits."""
 
-    RECORDS = {"Lisbon": 44.9, "Oslo": 35.0, "Cork": 31.5, "Turin": 38.6}
+    RECORDS: ClassVar[dict[str, float]] = {
+        "Lisbon": 44.9,
+        "Oslo": 35.0,
+        "Cork": 31.5,
+        "Turin": 38.6,
+    }
 
     def __init__(self, delay: float = 0.1, log: EventLog | None = None) -> None:
         self.delay = delay
@@ -92,7 +102,12 @@ class Almanac:
 class Kitchen:
     """The kitchen's order-status client, awaitable: ``await kitchen.status(number)``."""
 
-    STATUSES = {1: "ready", 2: "cooking", 3: "waiting for buns", 4: "ready"}
+    STATUSES: ClassVar[dict[int, str]] = {
+        1: "ready",
+        2: "cooking",
+        3: "waiting for buns",
+        4: "ready",
+    }
 
     def __init__(self, delay: float = 0.05) -> None:
         self.delay = delay
@@ -153,7 +168,9 @@ class _Probe:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _record(self, what: Any) -> None:
-        call = Call(what, threading.get_ident(), threading.current_thread().name, _running_library())
+        call = Call(
+            what, threading.get_ident(), threading.current_thread().name, _running_library()
+        )
         with self._lock:
             self.calls.append(call)
 

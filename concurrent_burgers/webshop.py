@@ -109,24 +109,28 @@ class Kitchen:
         4: "ready",
     }
 
-    def __init__(self, delay: float = 0.05) -> None:
+    def __init__(self, delay: float = 0.05, log: EventLog | None = None) -> None:
         self.delay = delay
+        self.log = log or EventLog()
 
     async def status(self, number: int) -> str:
         """The status of order ``number``; waits without blocking while the kitchen looks."""
-        await anyio.sleep(self.delay)
+        async with self.log.span(f"status {number}", who="kitchen"):
+            await anyio.sleep(self.delay)
         return self.STATUSES.get(number, "unknown")
 
 
 class Till:
     """The till's receipt printer driver, blocking: ``till.print_receipt(number)``."""
 
-    def __init__(self, delay: float = 0.05) -> None:
+    def __init__(self, delay: float = 0.05, log: EventLog | None = None) -> None:
         self.delay = delay
+        self.log = log or EventLog()
 
     def print_receipt(self, number: int) -> str:
         """Print the receipt of order ``number`` and return its text; holds the thread meanwhile."""
-        time.sleep(self.delay)
+        with self.log.span(f"receipt {number}", who="till"):
+            time.sleep(self.delay)
         return f"receipt for order {number}"
 
 
@@ -136,12 +140,14 @@ class LoyaltyDesk:
     Its documentation does not say whether ``points`` waits for the vendor's server.
     """
 
-    def __init__(self, delay: float = 0.05) -> None:
+    def __init__(self, delay: float = 0.05, log: EventLog | None = None) -> None:
         self.delay = delay
+        self.log = log or EventLog()
 
     def points(self, customer: str) -> int:
         """The loyalty points of ``customer``."""
-        time.sleep(self.delay)  # it does wait, as it happens; nothing in its name says so
+        with self.log.span(f"points {customer}", who="loyalty"):
+            time.sleep(self.delay)  # it does wait, as it happens; nothing in its name says so
         return len(customer) * 10
 
 

@@ -187,6 +187,9 @@ def disarm(nb: NotebookNode, secret: str) -> NotebookNode:
         cell.source = "\n".join(lines)
         outputs = []
         for out in cell.get("outputs", []):
+            if out.output_type == "error" and NAME_PREFIX in out.get("evalue", ""):
+                # The guard itself was wiped (%reset): say so, without naming the guard.
+                out.ename, out.evalue, out.traceback = TAMPERED, WIPED, [f"{TAMPERED}: {WIPED}"]
             if out.output_type == "stream":
                 out.text = line.sub("", out.text)
                 if not out.text:

@@ -172,6 +172,10 @@ class _Probe:
     calls: list[Call] = field(default_factory=list)
     answers: dict[Any, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # A blocking probe's calls may meet at a thread barrier: ``met`` says, per call,
+    # whether the others arrived.
+    gate: ThreadGate | None = None
+    met: list[bool] = field(default_factory=list)
 
     def _record(self, what: Any) -> None:
         call = Call(
@@ -179,6 +183,12 @@ class _Probe:
         )
         with self._lock:
             self.calls.append(call)
+
+    def _meet_at_gate(self) -> None:
+        if self.gate is not None:
+            met = self.gate.arrive()
+            with self._lock:
+                self.met.append(met)
 
     def threads(self) -> set[int]:
         with self._lock:
@@ -208,19 +218,14 @@ class ProbeTill(_Probe):
     """
 
     def __init__(self, numbers: list[int], gate: ThreadGate | None = None, beat: Any = None):
-        super().__init__()
+        super().__init__(gate=gate)
         self.answers = {n: f"receipt-{secrets.token_hex(4)}" for n in numbers}
-        self.gate = gate
         self.beat = beat
-        self.met: list[bool] = []
         self.loop_free: list[bool] = []
 
     def print_receipt(self, number: int) -> str:
         self._record(number)
-        if self.gate is not None:
-            met = self.gate.arrive()
-            with self._lock:
-                self.met.append(met)
+        self._meet_at_gate()
         if self.beat is not None:
             free = self.beat.wait_for_ticks(2)
             with self._lock:
@@ -232,17 +237,12 @@ class ProbeLoyalty(_Probe):
     """A loyalty SDK that, in fact, blocks: its calls meet at a thread barrier when they overlap."""
 
     def __init__(self, customers: list[str], gate: ThreadGate | None = None):
-        super().__init__()
+        super().__init__(gate=gate)
         self.answers = {c: secrets.randbelow(9000) + 1000 for c in customers}
-        self.gate = gate
-        self.met: list[bool] = []
 
     def points(self, customer: str) -> int:
         self._record(customer)
-        if self.gate is not None:
-            met = self.gate.arrive()
-            with self._lock:
-                self.met.append(met)
+        self._meet_at_gate()
         return self.answers.get(customer, 0)
 
 

@@ -2,7 +2,8 @@
 
 One JupyterLab server, started by `make lab` on a scratch copy of the course, and one headless
 Chromium (Debian's, driven by Playwright) serve every test of this module. The tests run in
-file order: a student works through 01-waiting, then an instructor opens formgrader.
+file order: a student works through 01-waiting and 09-path-operations, then an instructor
+opens formgrader.
 
 Each step's screenshot goes to an artifacts folder (printed at the end with the timings);
 BROWSER_ARTIFACTS=path chooses it. README_SCREENSHOTS=path (`make screenshots`) also writes
@@ -44,7 +45,6 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need
 ROOT = course.ROOT
 VENV_BIN = Path(sys.executable).parent
 ASSIGNMENT = course.assignment("01-waiting")
-NOTEBOOK = f"notebooks/{ASSIGNMENT.id}/{ASSIGNMENT.id}.ipynb"
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -126,9 +126,9 @@ def _cell_index(path: Path, predicate: Any) -> int:
     return next(i for i, c in enumerate(nb.cells) if predicate(c))
 
 
-def _solution_of(cell_id: str) -> str:
+def _solution_of(assignment: course.Assignment, cell_id: str) -> str:
     """The instructor's answer for one answer cell, without nbgrader's solution markers."""
-    nb = nbformat.read(ASSIGNMENT.source, as_version=4)
+    nb = nbformat.read(assignment.source, as_version=4)
     source = next(c.source for c in nb.cells if grade_id(c) == cell_id)
     return "\n".join(line for line in source.splitlines() if "### " not in line)
 
@@ -319,64 +319,108 @@ def _small_picture(page: Any, locator: Any, name: str) -> None:
 # --------------------------------------------------------------------------- student
 
 
-def test_student_runs_validates_and_answers(page: Any, lab: Url, steps: Steps) -> None:
-    """A student opens 01-waiting, runs it, sees friendly failures, answers, and validates."""
-    answer = _cell_index(ASSIGNMENT.release, lambda c: grade_id(c) == "read_all")
-    try_it = answer + 2  # the markdown "Try it", then the cell that calls read_all
-    visible = _cell_index(ASSIGNMENT.release, lambda c: grade_id(c) == "read_all_visible")
-    chart = _cell_index(ASSIGNMENT.release, lambda c: ".log.plot(" in c.source)
-    assert "read_all(" in nbformat.read(ASSIGNMENT.release, as_version=4).cells[try_it].source
+class StudentNotebook:
+    """One exercise of a student copy, as a student meets it in JupyterLab."""
 
-    with steps("open-notebook"):
-        page.goto(lab(f"lab/tree/{NOTEBOOK}"))
-        sync_api.expect(_cell(page, answer)).to_contain_text("async def read_all")
+    def __init__(self, assignment_id: str, answer_id: str, answer_shows: str) -> None:
+        self.assignment = course.assignment(assignment_id)
+        self.path = f"notebooks/{assignment_id}/{assignment_id}.ipynb"
+        self.answer_id = answer_id
+        self.answer_shows = answer_shows  # a word of the instructor's answer, seen once pasted
+        self.answer = self.index(lambda c: grade_id(c) == answer_id)
+        self.try_it = self.answer + 2  # the markdown "Try it", then the cell that calls it
+        self.visible = self.index(lambda c: grade_id(c) == f"{answer_id}_visible")
+        assert f"{answer_id}(" in self.cell_source(self.try_it), "no try-it cell after the answer"
+
+    def index(self, predicate: Any) -> int:
+        return _cell_index(self.assignment.release, predicate)
+
+    def cell_source(self, index: int) -> str:
+        return nbformat.read(self.assignment.release, as_version=4).cells[index].source
+
+
+def _open_and_run_all(page: Any, lab: Url, steps: Steps, nb: StudentNotebook) -> None:
+    """Open the notebook and Run All: it stops at the try-it cell, with the stub's own error."""
+    prefix = nb.assignment.id[:2]
+    with steps(f"{prefix}-open-notebook"):
+        page.goto(lab(f"lab/tree/{nb.path}"))
+        sync_api.expect(_cell(page, nb.answer)).to_contain_text(f"def {nb.answer_id}")
         _wait_until_idle(page)  # the kernel has started
 
-    with steps("run-all"):
+    with steps(f"{prefix}-run-all"):
         page.locator("#jp-menu-panel .lm-MenuBar-item", has_text="Run").first.click()
         page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
         _wait_until_idle(page)
         # Run All stops at the first error: the "try it" cell, which calls the stub. Its
         # error is the student's own `raise NotImplementedError()`, not the course's code.
-        text = _output_text(page, try_it)
+        text = _output_text(page, nb.try_it)
         assert "NotImplementedError" in text, text
         assert "concurrent_burgers" not in text, f"course helpers in the traceback: {text}"
 
-    with steps("timeline-image"):
+
+def _validate_stub_then_answer(
+    page: Any, steps: Steps, nb: StudentNotebook, picture: str | None = None, validate_stub=True
+) -> None:
+    """The visible test (and Validate) name the stub; the instructor's answer then passes both.
+
+    ``validate_stub=False`` leaves out Validate on the stub (8 s), which one notebook proves.
+    """
+    prefix = nb.assignment.id[:2]
+    # The student runs the visible test next, as the notebook's "Tests" section says.
+    with steps(f"{prefix}-stub-friendly-message"):
+        _run_cell(page, nb.visible)
+        text = _output_text(page, nb.visible)
+        assert "not written yet" in text, text
+        assert "Traceback" not in text and "testing.py" not in text, f"raw traceback: {text}"
+        _cell(page, nb.visible).scroll_into_view_if_needed()
+    if picture:
+        _small_picture(page, _cell(page, nb.visible), picture)
+
+    if validate_stub:
+        with steps(f"{prefix}-validate-fails"):
+            kind, text = _validate(page)
+            assert kind == "validation-failed", text
+            assert "not written yet" in text, text
+        _close_dialog(page)
+
+    with steps(f"{prefix}-answer-written"):
+        _replace_cell_text(page, nb.answer, _solution_of(nb.assignment, nb.answer_id))
+        sync_api.expect(_cell(page, nb.answer)).to_contain_text(nb.answer_shows)
+        _run_cell(page, nb.answer)
+        _run_cell(page, nb.try_it)
+        assert "Error" not in _output_text(page, nb.try_it), _output_text(page, nb.try_it)
+        _run_cell(page, nb.visible)
+        text = _output_text(page, nb.visible)
+        assert "not written yet" not in text and "Error" not in text, text
+
+    with steps(f"{prefix}-validate-succeeds"):
+        kind, text = _validate(page)
+        assert kind == "validation-success", text
+        assert "Success" in text, text
+    _close_dialog(page)
+
+
+def test_student_runs_validates_and_answers(page: Any, lab: Url, steps: Steps) -> None:
+    """A student opens 01-waiting, runs it, sees friendly failures, answers, and validates."""
+    nb = StudentNotebook("01-waiting", "read_all", answer_shows="gather")
+    chart = nb.index(lambda c: ".log.plot(" in c.source)
+    _open_and_run_all(page, lab, steps, nb)
+
+    with steps("01-timeline-image"):
         image = _cell(page, chart).locator(".jp-RenderedImage img")
         sync_api.expect(image).to_have_count(1)
         size = image.evaluate("img => [img.naturalWidth, img.naturalHeight, img.src.length]")
         assert size[0] > 100 and size[1] > 50 and size[2] > 1000, f"empty timeline: {size}"
         image.scroll_into_view_if_needed()
 
-    # The student runs the visible test next, as the notebook's "Tests" section says.
-    with steps("stub-friendly-message"):
-        _run_cell(page, visible)
-        text = _output_text(page, visible)
-        assert "not written yet" in text, text
-        assert "Traceback" not in text and "testing.py" not in text, f"raw traceback: {text}"
-        _cell(page, visible).scroll_into_view_if_needed()
-    _small_picture(page, _cell(page, visible), "student-not-written-yet.png")
+    _validate_stub_then_answer(page, steps, nb, picture="student-not-written-yet.png")
 
-    with steps("validate-fails"):
-        kind, text = _validate(page)
-        assert kind == "validation-failed", text
-        assert "not written yet" in text, text
-    _close_dialog(page)
 
-    with steps("answer-written"):
-        _replace_cell_text(page, answer, _solution_of("read_all"))
-        sync_api.expect(_cell(page, answer)).to_contain_text("gather")
-        _run_cell(page, answer)
-        _run_cell(page, visible)
-        text = _output_text(page, visible)
-        assert "not written yet" not in text and "Error" not in text, text
-
-    with steps("validate-succeeds"):
-        kind, text = _validate(page)
-        assert kind == "validation-success", text
-        assert "Success" in text, text
-    _close_dialog(page)
+def test_student_answers_a_fastapi_exercise(page: Any, lab: Url, steps: Steps) -> None:
+    """The same path through 09-path-operations: an app built in process, tested in the page."""
+    nb = StudentNotebook("09-path-operations", "create_app", answer_shows="async def")
+    _open_and_run_all(page, lab, steps, nb)
+    _validate_stub_then_answer(page, steps, nb, validate_stub=False)
 
 
 # --------------------------------------------------------------------------- instructor

@@ -277,8 +277,10 @@ class ForcedRaceStore:
     It is not thread-safe, and it makes sure that shows: a ``read`` or ``write`` made
     while the caller holds no lock waits until another thread has read too (or, at
     worst, for a fallback), so two unprotected updates always interleave and one is
-    lost. A caller that holds a lock (``threading.Lock``, ``RLock``, ``Condition``,
-    ``Semaphore``) is never held: the lock already keeps the others out.
+    lost. (A read returns the number it read only once another thread has read too; a
+    write waits for that before it writes.) A caller inside ``with some_lock:`` (a
+    ``threading.Lock``, ``RLock``, ``Condition`` or ``Semaphore``) is never held: the
+    lock already keeps the others out.
     """
 
     def __init__(self, start: int = 0, log: EventLog | None = None, quiet: Quiet | None = None):
@@ -292,8 +294,10 @@ class ForcedRaceStore:
         self.fell_back = False
         self._cond = threading.Condition()
         self._inside: set[int] = set()
+        self._names: dict[int, str] = {}
 
     def _hold_unless_locked(self, caller: Any) -> None:
+        """Unless the caller holds a lock: wait until another thread has read as well."""
         if _holds_a_lock(caller):
             return
         me = threading.get_ident()
@@ -314,28 +318,34 @@ class ForcedRaceStore:
             finally:
                 self._inside.discard(me)
 
+    def _who(self) -> str:
+        me = threading.get_ident()
+        with self._cond:
+            name = self._names.setdefault(me, f"thread {len(self._names) + 1}")
+        return name
+
     def read(self) -> int:
         """The number in the store (a blocking call)."""
         time.sleep(0)  # a real store waits for its disk or its server here
-        self._hold_unless_locked(sys._getframe(1))
         with self._cond:
             value = self.value
             self.reads.append((threading.get_ident(), value))
             self._cond.notify_all()
         if self.log is not None:
-            self.log.mark(f"read {value}", who=threading.current_thread().name)
+            self.log.mark(f"read {value}", who=self._who())
+        self._hold_unless_locked(sys._getframe(1))  # the value is read: others may read it too
         return value
 
     def write(self, value: int) -> None:
         """Store ``value`` (a blocking call)."""
         time.sleep(0)
-        self._hold_unless_locked(sys._getframe(1))
+        self._hold_unless_locked(sys._getframe(1))  # before writing: let the others read first
         with self._cond:
             self.value = value
             self.writes.append((threading.get_ident(), value))
             self._cond.notify_all()
         if self.log is not None:
-            self.log.mark(f"write {value}", who=threading.current_thread().name)
+            self.log.mark(f"write {value}", who=self._who())
 
 
 # --------------------------------------------------------------------------- the shop

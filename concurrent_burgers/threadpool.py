@@ -103,7 +103,7 @@ class FerrySDK:
             if self.log is None:
                 time.sleep(self.delay)
             else:
-                with self.log.span(f"book {passenger}", who="ferry SDK"):
+                with self.log.span("booking", who=f"ferry SDK: {passenger}"):
                     time.sleep(self.delay)
         return f"seat for {passenger}"
 

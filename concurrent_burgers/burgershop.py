@@ -103,7 +103,7 @@ def count_primes(limit: int) -> Work:
 
 
 def record_work(log: Any, work: Work, who: str, what: str) -> None:
-    """Add a :class:`Work` to ``log`` as a span with its own process (a worker cannot write there)."""
+    """Add a :class:`Work` to ``log`` as a span in its own process (a worker cannot write there)."""
     from concurrent_burgers.testing import Event
 
     t0 = time.perf_counter() - log.now()

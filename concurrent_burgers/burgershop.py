@@ -127,7 +127,7 @@ def shop_transport(delay: float = 0.1, log: Any = None) -> Any:
         await anyio.sleep(delay)
         if log is not None:
             t0 = time.perf_counter() - log.now()
-            log.record(service, f"GET /{service}/{key}", start - t0, log.now())
+            log.record(f"{service}: {key}", "GET", start - t0, log.now())
         if service == "pantry":
             return httpx.Response(200, json={"stock": PANTRY.get(key, 0)})
         return httpx.Response(200, json={"visits": REGISTER.get(key, 0)})

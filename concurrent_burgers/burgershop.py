@@ -138,11 +138,11 @@ def shop_transport(delay: float = 0.1, log: Any = None) -> Any:
 def score_order(burger: str, stock: int, visits: int) -> float:
     """The shop's model: how much this order deserves a free dessert, from 0 to 1.
 
-    CPU-bound on purpose (a little "training" loop in pure Python, some 50 ms), and
+    CPU-bound on purpose (a little "training" loop in pure Python, some 30 ms), and
     defined in a module, so that a worker process can import and run it.
     """
     weight = (sum(map(ord, burger)) % 97) / 97
-    for _ in range(200_000):  # the "model" settles on its weight
+    for _ in range(150_000):  # the "model" settles on its weight
         weight = (weight * 0.999 + 0.001 * (visits % 10) / 10) % 1.0
     raw = 0.5 * min(visits, 40) / 40 + 0.3 * weight + 0.2 * (1.0 if stock > 5 else 0.0)
     return round(raw, 3)

@@ -106,6 +106,10 @@ class Step:
     thread_name: str
 
 
+class SoldOut(Exception):
+    """A probe session's reserve failed: the route using the session fails with it."""
+
+
 @dataclass
 class ProbePantry:
     """A blocking pantry that records every call in order, with its thread.
@@ -113,9 +117,12 @@ class ProbePantry:
     ``open_gate`` and ``reserve_gate`` (thread barriers) make ``open`` and ``reserve``
     calls meet when they overlap; ``met_open`` and ``met_reserve`` say, per call, whether
     the others arrived. ``late`` lists the calls made on a session already closed.
+    Reserving an item of ``sold_out`` raises :class:`SoldOut`, so that a test sees
+    whether a route that fails still closes its session.
     """
 
     items: list[str]
+    sold_out: tuple[str, ...] = ()
     open_gate: ThreadGate | None = None
     reserve_gate: ThreadGate | None = None
     steps: list[Step] = field(default_factory=list)
@@ -165,6 +172,7 @@ class ProbeSession:
         self.pantry = pantry
         self.number = number
         self.closed = False
+        self.failed = False  # a reserve raised SoldOut: the route failed with this session
         self.codes: dict[tuple[str, str], str] = {}
 
     def stock(self, item: str) -> int:
@@ -173,6 +181,9 @@ class ProbeSession:
 
     def reserve(self, item: str, customer: str) -> str:
         self.pantry.record("reserve", self)
+        if item in self.pantry.sold_out:
+            self.failed = True
+            raise SoldOut(item)
         gate = self.pantry.reserve_gate
         if gate is not None:
             met = gate.arrive()

@@ -32,7 +32,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from concurrent_burgers.testing import _LIBRARY_DIRS, GATE_FALLBACK, EventLog, InFlightCounter
+from concurrent_burgers.testing import GATE_FALLBACK, EventLog, InFlightCounter
 
 # --------------------------------------------------------------------------- serving
 
@@ -128,72 +128,35 @@ def _held_here(obj: Any) -> bool:
     return False
 
 
-def _with_blocks(code: Any) -> list[tuple[int, int, list[Any]]]:
-    """(start, end, loads) of each ``with`` body in ``code``: where it runs and what it entered.
+def _entering_a_taken_lock(frame: Any) -> bool:
+    """Whether ``frame`` is stopped at ``with some_lock:`` because another thread holds it.
 
-    ``loads`` are the instructions that computed the context manager (a name, then
-    attributes), read just before its ``BEFORE_WITH``.
+    A thread blocked there runs no Python code: its innermost frame sits on the
+    ``BEFORE_WITH`` instruction, just after the loads that computed the lock (a name,
+    then attributes).
     """
-    instructions = list(dis.get_instructions(code))
-    at = {ins.offset: n for n, ins in enumerate(instructions)}
-    handlers: dict[int, list[tuple[int, int]]] = {}
-    for entry in dis._parse_exception_table(code):  # type: ignore[attr-defined]
-        n = at.get(entry.target)
-        if n is None or n + 1 >= len(instructions):
-            continue
-        if (instructions[n].opname, instructions[n + 1].opname) == (
-            "PUSH_EXC_INFO",
-            "WITH_EXCEPT_START",
-        ):
-            handlers.setdefault(entry.target, []).append((entry.start, entry.end))
-    blocks = []
-    for ranges in handlers.values():
-        first = min(start for start, _ in ranges)
-        n = at.get(first, 0) - 1
-        while n >= 0 and instructions[n].opname != "BEFORE_WITH":
-            n -= 1
-        loads: list[Any] = []
+    try:
+        instructions = list(dis.get_instructions(frame.f_code))
+        n = next(i for i, ins in enumerate(instructions) if ins.offset == frame.f_lasti)
+        if instructions[n].opname != "BEFORE_WITH":
+            return False
         n -= 1
+        attributes = []
         while n >= 0 and instructions[n].opname == "LOAD_ATTR":
-            loads.insert(0, instructions[n])
+            attributes.insert(0, instructions[n].argval)
             n -= 1
-        if n >= 0 and instructions[n].opname.startswith(
-            ("LOAD_FAST", "LOAD_DEREF", "LOAD_GLOBAL", "LOAD_NAME")
-        ):
-            loads.insert(0, instructions[n])
-            for start, end in ranges:
-                blocks.append((start, end, loads))
-    return blocks
-
-
-def _entered(frame: Any, loads: list[Any]) -> Any:
-    base, *attributes = loads
-    name = base.argval
-    if base.opname.startswith(("LOAD_FAST", "LOAD_DEREF")):
-        obj = frame.f_locals.get(name)
-    else:
-        obj = frame.f_globals.get(name, frame.f_builtins.get(name))
-    for attribute in attributes:
-        obj = getattr(obj, attribute.argval, None)
-    return obj
-
-
-def _holds_a_lock(frame: Any) -> bool:
-    """Whether a learner's frame on this stack is inside ``with some_lock:``, still held.
-
-    Only a ``with`` block counts: it proves that this thread took the lock (a plain
-    ``threading.Lock`` does not say who holds it).
-    """
-    while frame is not None:
-        if not frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
-            try:
-                for start, end, loads in _with_blocks(frame.f_code):
-                    if start <= frame.f_lasti < end and _held_here(_entered(frame, loads)):
-                        return True
-            except Exception:  # an odd frame: no proof of a lock, which only costs a wait
-                pass
-        frame = frame.f_back
-    return False
+        base = instructions[n]
+        if base.opname.startswith(("LOAD_FAST", "LOAD_DEREF")):
+            obj = frame.f_locals.get(base.argval)
+        elif base.opname.startswith(("LOAD_GLOBAL", "LOAD_NAME")):
+            obj = frame.f_globals.get(base.argval, frame.f_builtins.get(base.argval))
+        else:
+            return False
+        for attribute in attributes:
+            obj = getattr(obj, attribute, None)
+        return _held_here(obj)
+    except Exception:  # an odd frame: not known to wait, which only costs a wait
+        return False
 
 
 class Quiet:
@@ -215,6 +178,17 @@ class Quiet:
         import asyncio
 
         return cls(asyncio.get_running_loop(), threading.current_thread())
+
+    @classmethod
+    def if_running(cls) -> Quiet | None:
+        """``here()`` when made on a running event loop (a notebook cell), else None."""
+        import asyncio
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        return cls.here()
 
     @staticmethod
     def _chain(thread: threading.Thread) -> list[Any]:
@@ -254,13 +228,20 @@ class Quiet:
                 return waiting and work is not None and work.empty()
         return False
 
+    def _waits_for_a_lock(self, thread: threading.Thread) -> bool:
+        """Blocked at ``with lock:`` while another thread holds the lock: it cannot start."""
+        chain = self._chain(thread)
+        return bool(chain) and _entering_a_taken_lock(chain[0])
+
     def settled(self, busy: set[int]) -> bool:
         if not self._loop_idle():
             return False
         for thread in threading.enumerate():
             if thread.ident in self.old or thread is self.loop_thread or not thread.is_alive():
                 continue
-            if thread.ident not in busy and not self._idle_worker(thread):
+            if thread.ident in busy or self._idle_worker(thread):
+                continue
+            if not self._waits_for_a_lock(thread):
                 return False
         return self._loop_idle()
 
@@ -274,19 +255,18 @@ def _sep() -> str:
 class ForcedRaceStore:
     """A shared number in a store with ``read()`` and ``write(value)``, like a database row.
 
-    It is not thread-safe, and it makes sure that shows: a ``read`` or ``write`` made
-    while the caller holds no lock waits until another thread has read too (or, at
-    worst, for a fallback), so two unprotected updates always interleave and one is
-    lost. (A read returns the number it read only once another thread has read too; a
-    write waits for that before it writes.) A caller inside ``with some_lock:`` (a
-    ``threading.Lock``, ``RLock``, ``Condition`` or ``Semaphore``) is never held: the
-    lock already keeps the others out.
+    It is not thread-safe, and it makes sure that shows: each ``read`` and ``write``
+    waits until another thread has read too, or until nothing else can start (``quiet``;
+    a thread stopped at ``with lock:`` on a lock taken counts as unable to start), or, at
+    worst, for a fallback. So two updates that no shared lock keeps apart always
+    interleave and one is lost, while updates under one shared lock never wait for a
+    clock.
     """
 
     def __init__(self, start: int = 0, log: EventLog | None = None, quiet: Quiet | None = None):
         self.value = start
         self.log = log
-        self.quiet = quiet
+        self.quiet = quiet if quiet is not None else Quiet.if_running()
         self.fallback = GATE_FALLBACK
         self.reads: list[tuple[int, int]] = []  # (thread, value read)
         self.writes: list[tuple[int, int]] = []
@@ -296,10 +276,8 @@ class ForcedRaceStore:
         self._inside: set[int] = set()
         self._names: dict[int, str] = {}
 
-    def _hold_unless_locked(self, caller: Any) -> None:
-        """Unless the caller holds a lock: wait until another thread has read as well."""
-        if _holds_a_lock(caller):
-            return
+    def _hold(self) -> None:
+        """Wait until another thread has read as well, or until nobody else can come."""
         me = threading.get_ident()
         deadline = time.monotonic() + self.fallback
         with self._cond:
@@ -333,13 +311,13 @@ class ForcedRaceStore:
             self._cond.notify_all()
         if self.log is not None:
             self.log.mark(f"read {value}", who=self._who())
-        self._hold_unless_locked(sys._getframe(1))  # the value is read: others may read it too
+        self._hold()  # the value is read: others may read it too
         return value
 
     def write(self, value: int) -> None:
         """Store ``value`` (a blocking call)."""
         time.sleep(0)
-        self._hold_unless_locked(sys._getframe(1))  # before writing: let the others read first
+        self._hold()  # before writing: let the others read first
         with self._cond:
             self.value = value
             self.writes.append((threading.get_ident(), value))

@@ -27,6 +27,7 @@ earlier cell replaced.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import ctypes
 import gc
 import importlib.util
@@ -509,13 +510,19 @@ def _library_dirs() -> tuple[str, ...]:
 
 _LIBRARY_DIRS = _library_dirs()
 # Code that may wait briefly on the loop's thread by design: the event loops themselves
-# (their selector), the kernel's output streams, and starting a thread.
+# (their selector), the kernel's output streams, starting a thread, and handing work to
+# an executor (submit queues it and may start workers; a forked worker inherits the
+# watch, and its own waits are under submit too).
 _FRAMEWORK_PARTS = (
     *(f"{os.sep}{part}{os.sep}" for part in ("asyncio", "anyio", "trio", "sniffio", "outcome")),
     *(f"{os.sep}{part}{os.sep}" for part in ("ipykernel", "IPython")),
     f"{os.sep}nest_asyncio.py",
 )
-_ALLOWED_CODE = {threading.Thread.start.__code__}
+_ALLOWED_CODE = {
+    threading.Thread.start.__code__,
+    concurrent.futures.ProcessPoolExecutor.submit.__code__,
+    concurrent.futures.ThreadPoolExecutor.submit.__code__,
+}
 # Condition.wait is where every threading wait blocks. Event.wait counts even when the
 # event happens to be set already: whether it was is a race with another thread, and
 # the verdict must not depend on it.

@@ -32,7 +32,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from concurrent_burgers.testing import GATE_FALLBACK, EventLog, InFlightCounter
+from concurrent_burgers.testing import _LIBRARY_DIRS, GATE_FALLBACK, EventLog, InFlightCounter
 
 # --------------------------------------------------------------------------- serving
 
@@ -229,9 +229,17 @@ class Quiet:
         return False
 
     def _waits_for_a_lock(self, thread: threading.Thread) -> bool:
-        """Blocked at ``with lock:`` while another thread holds the lock: it cannot start."""
+        """The learner's code is blocked at ``with lock:`` on a taken lock: it cannot start.
+
+        Only the learner's own ``with``: a library's internal lock is taken for an
+        instant, and a thread caught there is about to go on.
+        """
         chain = self._chain(thread)
-        return bool(chain) and _entering_a_taken_lock(chain[0])
+        return (
+            bool(chain)
+            and not chain[0].f_code.co_filename.startswith(_LIBRARY_DIRS)
+            and _entering_a_taken_lock(chain[0])
+        )
 
     def settled(self, busy: set[int]) -> bool:
         if not self._loop_idle():

@@ -31,11 +31,12 @@ import json
 import os
 import secrets
 import shutil
-import sys
 import tempfile
 import threading
 import time
 from typing import Any, NamedTuple
+
+from concurrent_burgers.housework import _on_loop
 
 # --------------------------------------------------------------------------- recap props
 
@@ -300,22 +301,3 @@ class ScorerProbe:
 
     def __repr__(self) -> str:
         return "ScorerProbe()"
-
-
-def _on_loop() -> bool:
-    """True when an event loop (asyncio or Trio) runs on the calling thread."""
-    import asyncio
-
-    try:
-        asyncio.get_running_loop()
-        return True
-    except RuntimeError:
-        pass
-    trio = sys.modules.get("trio")
-    if trio is not None:
-        try:
-            trio.lowlevel.current_task()
-            return True
-        except RuntimeError:
-            pass
-    return False

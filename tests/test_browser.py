@@ -359,7 +359,11 @@ def _open_and_run_all(page: Any, lab: Url, steps: Steps, nb: StudentNotebook) ->
 
 
 def _validate_stub_then_answer(
-    page: Any, steps: Steps, nb: StudentNotebook, picture: str | None = None, validate_stub=True
+    page: Any,
+    steps: Steps,
+    nb: StudentNotebook,
+    picture: str | None = None,
+    validate_stub: bool = True,
 ) -> None:
     """The visible test (and Validate) name the stub; the instructor's answer then passes both.
 
